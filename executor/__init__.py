@@ -1,0 +1,1 @@
+"""The minimal paper executor: trades promoted buckets with paper money, never signs an order."""

@@ -1,0 +1,1 @@
+"""Modifiable strategy modules. They import the harness only; see strategies/base.py."""

@@ -1,0 +1,1 @@
+"""Search drivers, results tables, promotion and the command line (`python -m sweep`)."""
