@@ -1,0 +1,5 @@
+"""`python -m executor`: see executor/cli.py."""
+
+from executor.cli import main
+
+main()

@@ -1,0 +1,185 @@
+"""`executor paper` end to end: open the ledger, build the feed, loop over its ticks.
+
+SIGHUP reloads the candidates file (an invalid one is refused with an event and the old set
+stays); SIGTERM and SIGINT stop after the bar in flight (its transaction is either committed or
+rolled back, so a stop or a kill never leaves half a bar).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError, HarnessError
+from harness.market import interval_seconds
+from harness.simulate import SimConfig
+from executor import report
+from executor.books import Loaded, load_books
+from executor.engine import Engine, Settings, default_kill_file, settings_for
+from executor.feeds import HyperliquidFeed, ReplayFeed, Tick
+from executor.health import HealthServer
+from executor.ledger import Ledger
+from executor.risk import KillSwitch, is_stale
+from sweep.ledger_cli import register_ledger
+
+@dataclass(frozen=True)
+class PaperOptions:
+    candidates: Path
+    ledger: Path
+    feed: str = "hyperliquid"
+    data: str | None = None
+    start: str | None = None
+    end: str | None = None
+    speed: float = 0.0
+    interval: str | None = None
+    coins: tuple[str, ...] = ()
+    sim: SimConfig = field(default_factory=SimConfig)
+    warmup_bars: int = 500
+    kill_file: Path | None = None
+    health_port: int | None = None
+    base_url: str | None = None
+    testnet: bool = False
+    poll_seconds: float = 20.0
+    store: str = "data"
+    results: Path | None = Path("results")
+
+
+@dataclass
+class Loop:
+    """Flags the signal handlers set; the loop acts on them between bars."""
+
+    stop: bool = False
+    reload: bool = False
+
+
+def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
+               sleep: Callable[[float], None] | None = None) -> tuple[Engine, Any]:
+    """Validate everything, then open (or resume) the ledger; HarnessError with one line if not."""
+    loaded = load_books(opts.candidates, opts.interval)
+    if opts.feed not in ("replay", "hyperliquid"):
+        raise ConfigError(f"--feed must be replay or hyperliquid, got {opts.feed!r}")
+    if opts.warmup_bars < 1:
+        raise ConfigError(f"--warmup-bars must be >= 1, got {opts.warmup_bars}")
+    if opts.feed == "replay" and not (opts.data and opts.start and opts.end):
+        raise ConfigError("--feed replay needs --data PATH (or 'embedded'), --start DATE and --end DATE")
+    ledger = Ledger.open(opts.ledger)
+    try:
+        stored = Settings.from_json(ledger.get("settings")) if ledger.get("settings") else None
+        coins = stored.coins if stored else tuple(
+            sorted(set(loaded.coins) | set(opts.coins) | {"BTC"}))
+        kw = {} if sleep is None else {"sleep": sleep}
+        history = None
+        if opts.feed == "replay":
+            feed = ReplayFeed(opts.data, loaded.interval, coins, opts.start, opts.end, opts.warmup_bars,
+                              opts.speed, store=opts.store,
+                              market_start=stored.market_start if stored else None, **kw)
+            market_start, first_bar = feed.market.index[0], feed.first_bar
+            history = feed.history
+        else:
+            feed = HyperliquidFeed(loaded.interval, coins, opts.base_url, opts.testnet,
+                                   opts.poll_seconds, now_ms=now_ms, **kw)
+            feed.connect()
+            step = pd.Timedelta(seconds=interval_seconds(loaded.interval))
+            if stored:
+                market_start, first_bar = stored.market_start, stored.first_bar
+            else:
+                first_bar = feed.last_closed + step
+                market_start = first_bar - opts.warmup_bars * step
+
+                def history():
+                    return feed.history(market_start, first_bar)
+        settings = settings_for(loaded, coins, market_start, first_bar, opts.sim, opts.feed,
+                                feed.source, feed.synthetic)
+        kill = KillSwitch(opts.kill_file or default_kill_file(opts.ledger))
+        engine = Engine.start(ledger, loaded, settings, kill, history)
+    except BaseException:
+        ledger.close()
+        raise
+    if opts.results is not None:
+        register_ledger(opts.results, opts.ledger)
+    return engine, feed
+
+
+def publish(engine: Engine, health: HealthServer | None, tick: Tick | None) -> dict:
+    """The /status document: the ledger's status plus the feed's clock, lag and error."""
+    doc = report.status(engine.ledger, engine.kill.path)
+    loaded: Loaded = engine.loaded
+    doc["candidates"] = {"path": str(loaded.path), "sha": loaded.sha, "buckets": loaded.n_buckets,
+                         "books": [{"id": b.id, "strategy": b.name, "buckets": len(b.buckets)}
+                                   for b in loaded.books]}
+    if tick is not None:
+        engine.last_tick = tick.now
+        engine.feed_error = tick.error if tick.error else (None if tick.bars else engine.feed_error)
+    now = engine.last_tick
+    if now is not None and engine.last_ts is not None:
+        doc["feed_lag_seconds"] = (now - (engine.last_ts + engine.step)).total_seconds()
+        doc["feed_stale"] = is_stale(engine.last_ts, now, engine.step)
+    else:
+        doc["feed_lag_seconds"], doc["feed_stale"] = None, False
+    doc["feed_clock"] = now.isoformat() if now is not None else None
+    doc["feed_error"] = engine.feed_error
+    if health is not None:
+        health.publish(doc)
+    return doc
+
+
+def run(engine: Engine, feed: Any, opts: PaperOptions, loop: Loop | None = None,
+        health: HealthServer | None = None, on_bar: Callable[[Engine, int], None] | None = None,
+        max_ticks: int | None = None) -> int:
+    """Feed ticks to the engine until the feed ends, a stop is asked, or max_ticks; bars done."""
+    loop = loop or Loop()
+    done = ticks = 0
+    was_stale = False
+    after = engine.last_ts if engine.last_ts is not None else engine.settings.first_bar - engine.step
+    for tick in feed.ticks(after):
+        if loop.reload:
+            loop.reload = False
+            try:
+                engine.reload(load_books(opts.candidates, engine.settings.interval))
+            except HarnessError as exc:
+                with engine.ledger.transaction():
+                    engine.ledger.event("reload_refused", f"kept the previous candidates: {exc}", engine.last_ts)
+        if tick.error:
+            with engine.ledger.transaction():
+                engine.ledger.event("feed_error", tick.error, tick.now)
+        for bar in tick.bars:
+            n = engine.process(bar)
+            done += n
+            if on_bar is not None and n:
+                on_bar(engine, n)
+        stale = engine.last_ts is not None and is_stale(engine.last_ts, tick.now, engine.step)
+        if stale != was_stale:
+            with engine.ledger.transaction():
+                engine.ledger.event("stale_feed" if stale else "feed_ok",
+                                    f"newest candle {engine.last_ts}, clock {tick.now}", tick.now)
+            was_stale = stale
+        if health is not None:
+            publish(engine, health, tick)
+        else:
+            engine.last_tick = tick.now
+        ticks += 1
+        if loop.stop or (max_ticks is not None and ticks >= max_ticks):
+            break
+    return done
+
+
+def install_signals(loop: Loop) -> None:
+    """SIGHUP: reload candidates; SIGTERM / SIGINT: stop after the bar in flight."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def hup(signum, frame) -> None:
+        loop.reload = True
+
+    def stop(signum, frame) -> None:
+        loop.stop = True
+
+    signal.signal(signal.SIGHUP, hup)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,324 @@
+"""Record Hyperliquid candles and funding into the local store (`python -m sweep data sync`).
+
+Through the hyperliquid-python-sdk `Info(base_url, skip_ws=True)` client. The API serves only
+the latest 5,000 candles per interval, so history must be recorded over time: run it hourly.
+
+- Candles: from the last stored bar + 1 (else `since`, else 5,000 bars back), paged by the last
+  returned open time; the still-open last candle (t + interval > now) is never stored.
+- Funding: from the last stored hour + 1 h (else `since`, else where the candles start), at
+  most 500 rows per response, next startTime = last time + 1 ms, duplicates dropped.
+- Weight budget: each request reserves its weight (20, plus 1 per 60 candles or 1 per 20
+  funding rows it can return at most) in a sliding 60 s window, kept below Hyperliquid's
+  1,200 per minute with headroom for other clients on the same IP (the paper executor).
+- Retries: HTTP 429, 5xx, connection errors and timeouts back off exponentially; after
+  `max_tries` a DataError says what failed and that re-running resumes where it stopped.
+- Each coin is written as soon as it is fetched (atomic upserts), so an interrupted sync keeps
+  what it finished and the next run continues from there.
+
+`HyperliquidClient` (budget, retries, paged `candles` / `funding` as store-schema frames) is
+public so the paper executor polls through the same code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import requests
+from hyperliquid.api import API
+from hyperliquid.info import Info
+from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
+from hyperliquid.utils.error import ClientError, ServerError
+
+from harness import store as st
+from harness.errors import DataError
+from harness.market import INTERVALS
+
+WEIGHT_LIMIT_PER_MINUTE = 1_200  # Hyperliquid's per-IP limit (HYPERLIQUID.md)
+WEIGHT_BUDGET_PER_MINUTE = 1_000  # what the sync allows itself
+REQUEST_WEIGHT = 20
+CANDLES_PER_WEIGHT = 60
+FUNDING_ROWS_PER_WEIGHT = 20
+CANDLE_WINDOW = 5_000  # candles per interval the API keeps
+FUNDING_PAGE_ROWS = 500  # max rows per funding response
+HOUR_MS = 3_600_000
+
+
+class WeightBudget:
+    """Sliding 60 s window of request weights; `acquire` waits until a request fits."""
+
+    def __init__(self, per_minute: int = WEIGHT_BUDGET_PER_MINUTE,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.per_minute, self.clock, self.sleep = per_minute, clock, sleep
+        self.window: deque[tuple[float, int]] = deque()
+        self.spent = 0
+
+    def in_window(self) -> int:
+        now = self.clock()
+        while self.window and self.window[0][0] <= now - 60.0:
+            self.window.popleft()
+        return sum(w for _, w in self.window)
+
+    def acquire(self, weight: int) -> None:
+        weight = min(weight, self.per_minute)
+        while self.in_window() + weight > self.per_minute:
+            self.sleep(max(self.window[0][0] + 60.0 - self.clock(), 0.01))
+        self.window.append((self.clock(), weight))
+        self.spent += weight
+
+
+class HyperliquidClient:
+    """The SDK `Info` client behind the weight budget and retries, with paged fetches.
+
+    Constructing it fetches `meta` and `spotMeta` once (2 requests) and hands them to
+    `Info(base_url, skip_ws=True, meta=..., spot_meta=...)`. The paper executor reuses it.
+    """
+
+    def __init__(self, base_url: str | None = None, testnet: bool = False, *,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, max_tries: int = 6,
+                 backoff: float = 1.0, timeout: float = 30.0,
+                 weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE) -> None:
+        self.base_url = (base_url or (TESTNET_API_URL if testnet else MAINNET_API_URL)).rstrip("/")
+        self.budget = WeightBudget(weight_per_minute, clock, sleep)
+        self.sleep, self.max_tries, self.backoff = sleep, max_tries, backoff
+        self.requests = self.retries = 0
+        api = API(self.base_url, timeout=timeout)
+        self.meta = self.call("meta", REQUEST_WEIGHT, api.post, "/info", {"type": "meta"})
+        spot_meta = self.call("spotMeta", REQUEST_WEIGHT, api.post, "/info", {"type": "spotMeta"})
+        try:
+            self.info = Info(self.base_url, skip_ws=True, meta=self.meta, spot_meta=spot_meta,
+                             timeout=timeout)
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"Hyperliquid at {self.base_url}: unexpected meta/spotMeta "
+                            f"({exc!r}); is the base URL a Hyperliquid API?") from None
+
+    def call(self, what: str, weight: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) within the budget, retrying 429 / 5xx / connection errors / timeouts."""
+        last = ""
+        for attempt in range(self.max_tries):
+            self.budget.acquire(weight)
+            self.requests += 1
+            try:
+                return fn(*args)
+            except ClientError as exc:
+                if exc.status_code != 429:
+                    raise DataError(
+                        f"Hyperliquid {what} at {self.base_url}: HTTP {exc.status_code} "
+                        f"{exc.error_message}; check the coin, interval and base URL"
+                    ) from None
+                last = "HTTP 429 (rate limited)"
+            except ServerError as exc:
+                last = f"HTTP {exc.status_code} {str(exc.message)[:80]}"
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last = type(exc).__name__
+            if attempt + 1 < self.max_tries:
+                self.retries += 1
+                self.sleep(min(self.backoff * 2**attempt, 60.0))
+        raise DataError(
+            f"Hyperliquid {what} at {self.base_url} failed after {self.max_tries} tries (last: "
+            f"{last}); wait a few minutes and re-run: the sync resumes from the last stored bar"
+        )
+
+    def perps(self, include_delisted: bool = False) -> list[str]:
+        """Perp names in `meta` order, without delisted ones unless asked."""
+        try:
+            return [u["name"] for u in self.meta["universe"]
+                    if include_delisted or not u.get("isDelisted", False)]
+        except (KeyError, TypeError, AttributeError):
+            raise DataError(f"Hyperliquid meta: unexpected answer {str(self.meta)[:120]}") from None
+
+    def candles(self, coin: str, interval: str, start_ms: int, now_ms: int) -> tuple[pd.DataFrame, str]:
+        """CLOSED candles opening at or after start_ms (store schema) and a note when the API no
+        longer serves the start. Pages by the last open time; the open candle is dropped."""
+        step = INTERVALS[interval] * 1000
+        start = start_ms - start_ms % step
+        cursor, rows, seen = start, [], set()
+        what = f"candleSnapshot {coin} {interval}"
+        while cursor + step <= now_ms:  # some closed candle may still be missing
+            expected = min(CANDLE_WINDOW, (now_ms - cursor) // step + 1)
+            page = _as_list(self.call(what, REQUEST_WEIGHT + math.ceil(expected / CANDLES_PER_WEIGHT),
+                                      self.info.candles_snapshot, coin, interval, cursor, now_ms),
+                            what, "t")
+            fresh = [r for r in page if int(r["t"]) >= cursor and int(r["t"]) not in seen]
+            if not fresh:
+                break
+            seen.update(int(r["t"]) for r in fresh)
+            rows.extend(fresh)
+            cursor = max(int(r["t"]) for r in fresh) + step
+        closed = sorted((r for r in rows if int(r["t"]) + step <= now_ms), key=lambda r: int(r["t"]))
+        note = ""
+        oldest_served = now_ms - now_ms % step - (CANDLE_WINDOW - 1) * step
+        if closed and start < int(closed[0]["t"]) <= oldest_served:  # not a later listing
+            note = (f"history before {pd.Timestamp(int(closed[0]['t']), unit='ms', tz='UTC')} not "
+                    f"served (the API keeps {CANDLE_WINDOW:,} candles)")
+        return _candle_frame(closed, coin, interval), note
+
+    def funding(self, coin: str, start_ms: int, now_ms: int) -> pd.DataFrame:
+        """Funding records from start_ms to now_ms (store schema, ts NOT yet floored), paged by
+        last time + 1 ms, duplicates dropped."""
+        cursor, rows, seen = start_ms, [], set()
+        what = f"fundingHistory {coin}"
+        while cursor <= now_ms:
+            expected = min(FUNDING_PAGE_ROWS, (now_ms - cursor) // HOUR_MS + 1)
+            page = _as_list(self.call(what, REQUEST_WEIGHT + math.ceil(expected / FUNDING_ROWS_PER_WEIGHT),
+                                      self.info.funding_history, coin, cursor, now_ms), what, "time")
+            fresh = [r for r in page if int(r["time"]) not in seen]
+            seen.update(int(r["time"]) for r in fresh)
+            rows.extend(fresh)
+            if not fresh or len(page) < FUNDING_PAGE_ROWS:
+                break
+            cursor = max(int(r["time"]) for r in fresh) + 1
+        return _funding_frame(sorted(rows, key=lambda r: int(r["time"])), coin)
+
+
+@dataclass(frozen=True)
+class CoinSync:
+    coin: str
+    candles_added: int
+    funding_added: int
+    first_new: pd.Timestamp | None  # open time of the first candle fetched
+    last_bar: pd.Timestamp | None  # newest closed candle fetched
+    note: str = ""  # e.g. history lost outside the 5,000-candle window
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    base_url: str
+    interval: str
+    coins: tuple[CoinSync, ...]
+    requests: int
+    retries: int
+    weight: int  # weight reserved (an upper bound of what Hyperliquid counted)
+
+    @property
+    def candles_added(self) -> int:
+        return sum(c.candles_added for c in self.coins)
+
+    @property
+    def funding_added(self) -> int:
+        return sum(c.funding_added for c in self.coins)
+
+
+def _ms(ts: pd.Timestamp) -> int:
+    return int(ts.value // 1_000_000)
+
+
+def _since_ms(since) -> int | None:
+    if since is None:
+        return None
+    try:
+        t = pd.Timestamp(since)
+    except (ValueError, TypeError):
+        raise DataError(f"since={since!r} is not a date; use e.g. 2024-09-01") from None
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return _ms(t)
+
+
+def _start(stored: pd.Timestamp | None, step_ms: int, since_ms: int | None, default_ms: int) -> int:
+    """Where a coin's fetch starts: after the last stored row, or `since`, or the default."""
+    start = _ms(stored) + step_ms if stored is not None else None
+    if since_ms is not None and (start is None or since_ms > start):
+        start = since_ms
+    return default_ms if start is None else start
+
+
+def _candle_frame(rows: list[dict], coin: str, interval: str) -> pd.DataFrame:
+    try:
+        frame = pd.DataFrame({
+            "coin": [coin] * len(rows),
+            "ts": pd.to_datetime([int(r["t"]) for r in rows], unit="ms", utc=True).as_unit("ns"),
+            **{name: [float(r[key]) for r in rows] for name, key in
+               (("open", "o"), ("high", "h"), ("low", "l"), ("close", "c"), ("volume", "v"))},
+        })
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"Hyperliquid candleSnapshot {coin} {interval}: unexpected row format "
+                        f"({type(exc).__name__}: {exc}); is the base URL a Hyperliquid API?") from None
+    return frame
+
+
+def _funding_frame(rows: list[dict], coin: str) -> pd.DataFrame:
+    try:
+        return pd.DataFrame({
+            "coin": [coin] * len(rows),
+            "ts": pd.to_datetime([int(r["time"]) for r in rows], unit="ms", utc=True).as_unit("ns"),
+            "funding_rate": [float(r["fundingRate"]) for r in rows],
+            "premium": [float(r["premium"]) if r.get("premium") is not None else float("nan")
+                        for r in rows],
+        })
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"Hyperliquid fundingHistory {coin}: unexpected row format "
+                        f"({type(exc).__name__}: {exc}); is the base URL a Hyperliquid API?") from None
+
+
+def _as_list(page: Any, what: str, key: str) -> list[dict]:
+    if not isinstance(page, list) or not all(isinstance(r, dict) and key in r for r in page):
+        raise DataError(f"Hyperliquid {what}: expected a list of rows with {key!r}, got "
+                        f"{str(page)[:120]}; is the base URL a Hyperliquid API?")
+    return page
+
+
+def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: bool = True,
+         since=None, base_url: str | None = None, testnet: bool = False,
+         progress: Callable[[int, int, str], None] | None = None, *,
+         now_ms: Callable[[], int] | None = None, sleep: Callable[[float], None] = time.sleep,
+         clock: Callable[[], float] = time.monotonic, max_tries: int = 6, backoff: float = 1.0,
+         timeout: float = 30.0, weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE) -> SyncReport:
+    """Fetch closed candles (and funding) for `coins` (["all"]: every listed perp) into `store`.
+
+    progress(done, total, coin) is called after each coin. now_ms, sleep and clock are
+    injectable for tests; everything else follows the module doc.
+    """
+    if interval not in INTERVALS:
+        raise DataError(f"unknown interval {interval!r}: use one of {', '.join(INTERVALS)}")
+    if not coins:
+        raise DataError("no coins given; pass e.g. --coins BTC,ETH or --coins all")
+    since = _since_ms(since)
+    clock_now = now_ms or (lambda: int(time.time() * 1000))
+    client = HyperliquidClient(base_url, testnet, sleep=sleep, clock=clock, max_tries=max_tries,
+                               backoff=backoff, timeout=timeout,
+                               weight_per_minute=weight_per_minute)
+    listed = client.perps()
+    if [c.lower() for c in coins] == ["all"]:
+        names = listed
+    else:
+        known = set(client.perps(include_delisted=True))
+        unknown = [c for c in coins if c not in known]
+        if unknown:
+            raise DataError(f"unknown coin {unknown[0]!r} on {client.base_url}; listed perps "
+                            f"include {', '.join(listed[:10])} ({len(listed)} in all)")
+        names = list(dict.fromkeys(coins))
+
+    step = INTERVALS[interval] * 1000
+    table = st.candles_table(interval)
+    done: list[CoinSync] = []
+    for i, coin in enumerate(names):
+        now = clock_now()
+        default = now - now % step - (CANDLE_WINDOW - 1) * step  # the oldest bar served
+        c_start = _start(st.last_ts(store, table, coin), step, since, default)
+        bars, note = client.candles(coin, interval, c_start, now)
+        added = st.upsert_candles(store, interval, bars,
+                                  f"Hyperliquid candleSnapshot {coin} {interval}").get(coin, 0)
+        f_added = 0
+        if funding:
+            f_start = _start(st.last_ts(store, st.FUNDING_TABLE, coin), HOUR_MS, since,
+                             min(c_start, default))
+            f_added = st.upsert_funding(store, client.funding(coin, f_start, now),
+                                        f"Hyperliquid fundingHistory {coin}").get(coin, 0)
+        done.append(CoinSync(
+            coin=coin, candles_added=added, funding_added=f_added,
+            first_new=bars["ts"].iloc[0] if len(bars) else None,
+            last_bar=bars["ts"].iloc[-1] if len(bars) else None,
+            note=note,
+        ))
+        if progress:
+            progress(i + 1, len(names), coin)
+    return SyncReport(base_url=client.base_url, interval=interval, coins=tuple(done),
+                      requests=client.requests, retries=client.retries, weight=client.budget.spent)

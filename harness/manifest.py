@@ -1,0 +1,112 @@
+"""The freeze: harness/MANIFEST.json holds the sha256 of every harness .py file and the version.
+
+    python -m harness.manifest            # check; exits 1 listing the files that differ
+    python -m harness.manifest --write    # regenerate after an intended change (`make manifest`)
+
+`harness_hash()` (a short hash of the manifest and HARNESS_VERSION) goes on every results row;
+results with different hashes are never compared or promoted together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from harness import HARNESS_VERSION
+from harness.errors import HarnessError
+
+HARNESS_DIR = Path(__file__).resolve().parent
+MANIFEST_NAME = "MANIFEST.json"
+FIX = "run `make manifest` if the change is intended"
+
+
+def _file_hashes(harness_dir: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(harness_dir.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        out[path.relative_to(harness_dir).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def build(harness_dir: Path = HARNESS_DIR) -> dict:
+    return {"version": HARNESS_VERSION, "files": _file_hashes(harness_dir)}
+
+
+def _render(manifest: dict) -> str:
+    return json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+
+
+def write(harness_dir: Path = HARNESS_DIR) -> Path:
+    """Regenerate the manifest atomically (temp file + rename)."""
+    target = harness_dir / MANIFEST_NAME
+    fd, tmp = tempfile.mkstemp(prefix=".MANIFEST.", dir=harness_dir)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_render(build(harness_dir)))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    harness_hash.cache_clear()
+    return target
+
+
+def load(harness_dir: Path = HARNESS_DIR) -> dict:
+    path = harness_dir / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HarnessError(f"{path} is missing: run `make manifest` to create it") from None
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{path} is not valid JSON ({e}): {FIX}") from None
+
+
+def verify(harness_dir: Path = HARNESS_DIR) -> list[str]:
+    """Files that differ from the manifest: changed, added or removed (empty when frozen)."""
+    recorded = load(harness_dir).get("files", {})
+    actual = _file_hashes(harness_dir)
+    return sorted(name for name in set(recorded) | set(actual) if recorded.get(name) != actual.get(name))
+
+
+@lru_cache(maxsize=1)
+def harness_hash() -> str:
+    """Short hex hash of the manifest contents plus HARNESS_VERSION, recorded on results rows."""
+    manifest = load()
+    h = hashlib.sha256(_render(manifest).encode())
+    h.update(HARNESS_VERSION.encode())
+    return h.hexdigest()[:12]
+
+
+def _main() -> None:
+    import typer
+
+    def run(
+        write_: bool = typer.Option(False, "--write", help="Regenerate MANIFEST.json from the "
+                                    "current harness files (after an intended change)."),
+    ) -> None:
+        """Check the harness against harness/MANIFEST.json, or regenerate it with --write."""
+        try:
+            if write_:
+                path = write()
+                typer.echo(f"wrote {path} (harness {HARNESS_VERSION}, hash {harness_hash()})")
+                return
+            changed = verify()
+        except HarnessError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(1) from None
+        if changed:
+            typer.echo(f"error: harness files differ from {MANIFEST_NAME}: {', '.join(changed)}; "
+                       f"{FIX}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"harness {HARNESS_VERSION} matches {MANIFEST_NAME} (hash {harness_hash()})")
+
+    typer.run(run)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,491 @@
+"""`simulate`: many parameter sets' Signals over one Market in one numba kernel call.
+
+The semantics (timing, stops, sizing, funding, risk controls) are written once, in
+harness/kernel_nb.py's docstring. This module turns Signals into the kernel's sparse event
+arrays (only the bars where direction != 0 or exit is set), runs the sets in bounded chunks, and
+builds pandas objects lazily from the arrays when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness import kernel_nb as kn
+from harness import metrics as mx
+from harness.errors import ConfigError, DataError, SignalsError
+from harness.friction import Friction, get_friction
+from harness.margin import max_leverage as coin_max_leverage
+from harness.market import Market
+from harness.metrics import Metrics
+from harness.signals import REGIMES, SESSIONS, VOL_BUCKETS, Signals
+
+EXIT_REASONS = kn.EXIT_REASONS
+TRADE_COLUMNS = (
+    "strategy", "coin", "side", "signal_bar", "entry_bar", "exit_bar", "entry_ts", "exit_ts",
+    "entry_price", "exit_price", "size", "notional", "stop_distance", "r_multiple", "pnl", "fees",
+    "funding", "exit_reason", "partial_taken", "session", "regime", "vol_bucket", "setup",
+    "segment", "friction",
+)
+SIZINGS = ("risk", "fraction")
+CHUNK_BYTES = 256 * 2**20  # stacked inputs + trade buffers per kernel call
+TRADE_CAP = 1024  # first trade buffer per set; grown (and the set rerun) when it overflows
+NS_PER_DAY = 86_400 * 10**9
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    initial_equity: float = 10_000.0
+    risk_fraction: float = 0.01  # 1R = this fraction of equity (sizing="risk")
+    sizing: str = "risk"  # "risk": notional = equity*risk_fraction/(stop/entry)
+    # "fraction": notional*(1+fee) = equity*fraction (vectorbt's SizeType.Percent)
+    fraction: float = 1.0
+    max_positions: int = 5
+    max_leverage: float = 3.0  # cap on gross notional / equity
+    position_leverage: float = 10.0  # isolated leverage per position, capped at the coin's max
+    daily_loss_halt: float = 0.05  # day's equity 5% below the UTC day's start: flatten, halt the day
+    kill_drawdown: float = 0.25  # equity 25% below its peak: flatten, halt for the segment
+
+    def __post_init__(self) -> None:
+        if self.sizing not in SIZINGS:
+            raise ConfigError(f"SimConfig.sizing must be one of {SIZINGS}, got {self.sizing!r}")
+        if not isinstance(self.max_positions, int | np.integer) or self.max_positions < 1:
+            raise ConfigError(f"SimConfig.max_positions must be an int >= 1, got {self.max_positions!r}")
+        for name in ("initial_equity", "risk_fraction", "fraction", "max_leverage",
+                     "position_leverage", "daily_loss_halt", "kill_drawdown"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float | np.floating) and v > 0):
+                raise ConfigError(f"SimConfig.{name} must be a positive number, got {v!r}")
+
+
+def _params(config: SimConfig, fr: Friction) -> np.ndarray:
+    if not 0 < fr.partial_frac <= 1:
+        raise ConfigError(f"friction {fr.version}: partial_frac must be in (0, 1], got {fr.partial_frac}")
+    for name in ("partial_r", "trail_start_r", "trail_dist_r"):
+        if not getattr(fr, name) > 0:
+            raise ConfigError(f"friction {fr.version}: {name} must be positive")
+    if fr.fee_bps < 0 or fr.slippage_bps < 0:
+        raise ConfigError(f"friction {fr.version}: fee and slippage must be >= 0")
+    prm = np.zeros(kn.N_PARAMS)
+    prm[kn.P_INIT] = config.initial_equity
+    prm[kn.P_RISK] = config.risk_fraction
+    prm[kn.P_SIZING] = SIZINGS.index(config.sizing)
+    prm[kn.P_FRACTION] = config.fraction
+    prm[kn.P_MAXPOS] = config.max_positions
+    prm[kn.P_MAXLEV] = config.max_leverage
+    prm[kn.P_POSLEV] = config.position_leverage
+    prm[kn.P_DAILY] = config.daily_loss_halt
+    prm[kn.P_KILL] = config.kill_drawdown
+    prm[kn.P_FEE] = fr.fee_bps * 1e-4
+    prm[kn.P_SLIP] = fr.slippage_bps * 1e-4
+    prm[kn.P_FUNDING] = fr.funding
+    prm[kn.P_NEXT_OPEN] = fr.next_open
+    prm[kn.P_DEDUP] = fr.dedup
+    prm[kn.P_PARTIAL] = fr.partial
+    prm[kn.P_TRAIL] = fr.trail
+    prm[kn.P_LIQ] = fr.liquidation
+    prm[kn.P_PART_R] = fr.partial_r
+    prm[kn.P_PART_FRAC] = fr.partial_frac
+    prm[kn.P_TRAIL_START] = fr.trail_start_r
+    prm[kn.P_TRAIL_DIST] = fr.trail_dist_r
+    return prm
+
+
+def _check_segments(segments, n_bars: int) -> np.ndarray:
+    segs = np.array([(0, n_bars)] if segments is None else list(segments), dtype=np.int64)
+    if segs.ndim != 2 or segs.shape[1] != 2 or len(segs) == 0:
+        raise ConfigError("segments must be a non-empty sequence of (start, stop) bar pairs")
+    prev = 0
+    for a, b in segs:
+        if not (0 <= a < b <= n_bars):
+            raise ConfigError(f"segment ({a}, {b}) must satisfy 0 <= start < stop <= n_bars={n_bars}")
+        if a < prev:
+            raise ConfigError(f"segments must be sorted and must not overlap: ({a}, {b}) starts before {prev}")
+        prev = b
+    return segs
+
+
+def _gather(sigs: Sequence[Signals], name: str, p_idx: np.ndarray, flat: np.ndarray,
+            ptr: np.ndarray) -> np.ndarray:
+    """Values of field `name` at the event cells; one gather when all sets share the array."""
+    first = getattr(sigs[0], name)
+    if all(getattr(s, name) is first for s in sigs):
+        return first.reshape(-1)[flat]
+    out = np.empty(len(flat), dtype=first.dtype)
+    for p, s in enumerate(sigs):
+        a, b = ptr[p], ptr[p + 1]
+        if b > a:
+            out[a:b] = getattr(s, name).reshape(-1)[flat[a:b]]
+    return out
+
+
+def _stack_nonzero(sigs: Sequence[Signals], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    first = getattr(sigs[0], name)
+    if all(getattr(s, name) is first for s in sigs):
+        flat1 = np.flatnonzero(first.reshape(-1))
+        p_idx = np.repeat(np.arange(len(sigs)), len(flat1))
+        flat = np.tile(flat1, len(sigs))
+    else:
+        p_idx, flat = np.nonzero(np.stack([getattr(s, name).reshape(-1) for s in sigs]))
+    ptr = np.zeros(len(sigs) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(p_idx, minlength=len(sigs)), out=ptr[1:])
+    return p_idx, flat.astype(np.int64), ptr
+
+
+def _check_shapes(sigs: Sequence[Signals], market: Market) -> None:
+    shape = (market.n_bars, market.n_coins)
+    for s in sigs:
+        if not isinstance(s, Signals):
+            raise SignalsError(f"simulate expects Signals, got {type(s).__name__}")
+        for name, dt in Signals.DTYPES.items():
+            arr = getattr(s, name)
+            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dt:
+                got = f"{arr.shape} {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
+                raise SignalsError(
+                    f"{s.strategy}: Signals.{name} is {got}, expected {shape} {np.dtype(dt)}: "
+                    "build signals from the same Market you simulate"
+                )
+
+
+def _events(sigs: Sequence[Signals], market: Market) -> dict[str, np.ndarray]:
+    """Sparse kernel inputs of a chunk of sets, validated where it matters (the event cells)."""
+    n_coins = market.n_coins
+    p_idx, flat, ptr = _stack_nonzero(sigs, "direction")
+    ev = {"ev_ptr": ptr, "ev_bar": flat // n_coins, "ev_coin": flat % n_coins}
+    for name in ("direction", "stop", "target", "score", "setup", "hold", "trail",
+                 "session", "regime", "vol_bucket"):
+        ev[name] = _gather(sigs, name, p_idx, flat, ptr)
+    bars, coins = ev["ev_bar"], ev["ev_coin"]
+    checks = (
+        (np.abs(ev["direction"].astype(np.int16)) != 1, "direction must be -1, 0 or +1"),
+        (~(np.isfinite(ev["stop"]) & (ev["stop"] > 0)), "stop must be a positive finite price distance where direction != 0"),
+        (~np.isfinite(ev["score"]), "score must be finite where direction != 0"),
+        (~(np.isnan(ev["target"]) | (ev["target"] > 0)), "target must be NaN or a positive R multiple"),
+        (~(np.isnan(ev["trail"]) | (ev["trail"] > 0)), "trail must be NaN or a positive R distance"),
+        (ev["hold"] < 0, "hold must be >= 0 bars"),
+        (~market.listed[bars, coins], "signal on a bar where the coin is not listed"),
+        ((ev["session"] < 0) | (ev["session"] >= len(SESSIONS)), f"session code outside 0..{len(SESSIONS) - 1}"),
+        ((ev["regime"] < 0) | (ev["regime"] >= len(REGIMES)), f"regime code outside 0..{len(REGIMES) - 1}"),
+        ((ev["vol_bucket"] < 0) | (ev["vol_bucket"] >= len(VOL_BUCKETS)), f"vol_bucket code outside 0..{len(VOL_BUCKETS) - 1}"),
+    )
+    for bad, what in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            s = sigs[int(p_idx[i])]
+            raise SignalsError(
+                f"{s.strategy}: {what} at coin {market.coins[coins[i]]} bar {bars[i]} "
+                f"({market.index[bars[i]].isoformat()})"
+            )
+    for name in ("session", "regime", "vol_bucket"):
+        del ev[name]
+    xp_idx, xflat, xptr = _stack_nonzero(sigs, "exit")
+    ev["ex_ptr"], ev["ex_bar"], ev["ex_coin"] = xptr, xflat // n_coins, xflat % n_coins
+    return ev
+
+
+class SimResult:
+    """Arrays from the kernel; Metrics, Series and DataFrames built from them on demand."""
+
+    def __init__(self, market: Market, signals: list[Signals], friction: Friction,
+                 config: SimConfig, segments: np.ndarray, max_lev: np.ndarray, bar_day: np.ndarray,
+                 seg_slot0: np.ndarray, seg_stats: np.ndarray, coin_expo: np.ndarray,
+                 day_eq: np.ndarray, chain_dd: np.ndarray, trades: np.ndarray | None,
+                 trade_ptr: np.ndarray | None) -> None:
+        self.market = market
+        self.signals = signals
+        self.friction = friction
+        self.config = config
+        self.segments = [(int(a), int(b)) for a, b in segments]
+        self._segs = segments
+        self._max_lev = max_lev
+        self._bar_day = bar_day
+        self._slot0 = seg_slot0
+        self.seg_stats = seg_stats  # (n_sets, n_segments, kernel_nb.N_STATS)
+        self._coin_expo = coin_expo
+        self._day_eq = day_eq
+        self._chain_dd = chain_dd
+        self._trades = trades
+        self._trade_ptr = trade_ptr
+        self._equity: dict[int, pd.Series] = {}
+        self._all: list[Metrics] | None = None
+        self._daily: tuple[pd.DatetimeIndex, np.ndarray] | None = None
+
+    @property
+    def n_sets(self) -> int:
+        return len(self.signals)
+
+    def _check_set(self, p: int) -> int:
+        if not -self.n_sets <= p < self.n_sets:
+            raise ConfigError(f"parameter set {p} out of range: this result has {self.n_sets} sets")
+        return p % self.n_sets
+
+    # ---- daily returns ------------------------------------------------------------------------
+    def _daily_all(self) -> tuple[pd.DatetimeIndex, np.ndarray]:
+        """Dates and (n_sets, n_dates) daily returns of the chained segments.
+
+        A segment's first day is measured from initial equity; a UTC day shared by two adjacent
+        segments compounds both parts; a day without any bar (data gap) has a zero return.
+        """
+        if self._daily is None:
+            eq = self._day_eq
+            n_days = eq.shape[1]
+            idx = np.where(np.isnan(eq), 0, np.arange(n_days))
+            np.maximum.accumulate(idx, axis=1, out=idx)
+            eq = np.take_along_axis(eq, idx, axis=1)
+            prev = np.empty_like(eq)
+            prev[:, 1:] = eq[:, :-1]
+            prev[:, self._slot0] = self.config.initial_equity
+            growth = eq / prev
+            day0 = self._bar_day[self._segs[:, 0]]
+            days = np.concatenate([
+                np.arange(d0, d0 + (self._slot0[g + 1] if g + 1 < len(self._slot0) else n_days) - s0)
+                for g, (d0, s0) in enumerate(zip(day0, self._slot0, strict=True))
+            ])
+            starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
+            if len(starts) < n_days:
+                growth = np.multiply.reduceat(growth, starts, axis=1)
+            dates = pd.DatetimeIndex(pd.to_datetime(days[starts] * NS_PER_DAY, utc=True), name="date")
+            self._daily = (dates, growth - 1.0)
+        return self._daily
+
+    def daily_returns(self, p: int) -> pd.Series:
+        dates, r = self._daily_all()
+        return pd.Series(r[self._check_set(p)], index=dates, name="return")
+
+    # ---- metrics ------------------------------------------------------------------------------
+    def _days(self, bars: np.ndarray | float) -> np.ndarray | float:
+        return bars * self.market.bar_seconds / 86_400
+
+    def _segment_daily(self, p: int, g: int) -> np.ndarray:
+        eq = self._day_eq[p, self._slot0[g]: (self._slot0[g + 1] if g + 1 < len(self._slot0) else None)]
+        eq = pd.Series(eq).ffill().to_numpy()
+        prev = np.r_[self.config.initial_equity, eq[:-1]]
+        return eq / prev - 1.0
+
+    def segment_metrics(self, p: int) -> list[Metrics]:
+        p = self._check_set(p)
+        st = self.seg_stats[p]
+        init = self.config.initial_equity
+        out = []
+        for g, (a, b) in enumerate(self.segments):
+            daily = self._segment_daily(p, g)
+            days = self._days(b - a)
+            v = st[g].tolist()
+            growth = v[kn.S_FINAL] / init
+            ann = float(mx.annualized(growth, days))
+            dd = v[kn.S_MAXDD]
+            n = int(v[kn.S_NTRADES])
+            out.append(Metrics(
+                total_return=growth - 1.0, annualized=ann, max_dd=dd,
+                sharpe=float(mx.sharpe(daily)[0]), sortino=float(mx.sortino(daily)[0]),
+                calmar=float(mx.calmar(ann, dd)), n_trades=n,
+                win_rate=v[kn.S_WINS] / n if n else float("nan"),
+                mean_r=v[kn.S_SUMR] / n if n else float("nan"),
+                hhi=v[kn.S_HHI], exposure=v[kn.S_EXPO] / max(v[kn.S_BARS], 1.0),
+                days=float(days), final_equity=v[kn.S_FINAL], fees=v[kn.S_FEES],
+                funding=v[kn.S_FUNDING],
+            ))
+        return out
+
+    def all_metrics(self) -> list[Metrics]:
+        """Metrics of the chained segments of every set, vectorized over sets."""
+        st = self.seg_stats
+        init = self.config.initial_equity
+        growth_seg = st[:, :, kn.S_FINAL] / init
+        growth = np.prod(growth_seg, axis=1)
+        chain_start = np.cumprod(np.c_[np.ones(self.n_sets), growth_seg[:, :-1]], axis=1)
+        days = self._days(float(sum(b - a for a, b in self.segments)))
+        ann = mx.annualized(growth, days)
+        dd = self._chain_dd
+        _, daily = self._daily_all()
+        sharpe, sortino, calmar = mx.sharpe(daily), mx.sortino(daily), mx.calmar(ann, dd)
+        n = st[:, :, kn.S_NTRADES].sum(axis=1)
+        wins = st[:, :, kn.S_WINS].sum(axis=1)
+        sum_r = st[:, :, kn.S_SUMR].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            win_rate = np.where(n > 0, wins / n, np.nan)
+            mean_r = np.where(n > 0, sum_r / n, np.nan)
+        hhi = mx.hhi(self._coin_expo)
+        expo = st[:, :, kn.S_EXPO].sum(axis=1) / np.maximum(st[:, :, kn.S_BARS].sum(axis=1), 1.0)
+        fees = (st[:, :, kn.S_FEES] * chain_start).sum(axis=1)
+        funding = (st[:, :, kn.S_FUNDING] * chain_start).sum(axis=1)
+        return [
+            Metrics(
+                total_return=float(growth[p] - 1.0), annualized=float(ann[p]), max_dd=float(dd[p]),
+                sharpe=float(sharpe[p]), sortino=float(sortino[p]), calmar=float(calmar[p]),
+                n_trades=int(n[p]), win_rate=float(win_rate[p]), mean_r=float(mean_r[p]),
+                hhi=float(hhi[p]), exposure=float(expo[p]), days=float(days),
+                final_equity=float(init * growth[p]), fees=float(fees[p]), funding=float(funding[p]),
+            )
+            for p in range(self.n_sets)
+        ]
+
+    def metrics(self, p: int) -> Metrics:
+        """Metrics of the chained segments (a compounding out-of-sample track)."""
+        p = self._check_set(p)
+        if self._all is None:
+            self._all = self.all_metrics()
+        return self._all[p]
+
+    # ---- equity and trades --------------------------------------------------------------------
+    def equity(self, p: int) -> pd.Series:
+        """Equity at each bar close of the chained segments, indexed by the bar's open time.
+
+        Rebuilt by rerunning set p alone (the batch does not keep per-bar equity)."""
+        p = self._check_set(p)
+        if p not in self._equity:
+            eq = _run(self.market, [self.signals[p]], self.friction, self.config, self._segs,
+                      self._max_lev, record_trades=False, record_equity=True)["eq_out"][0]
+            growth = self.seg_stats[p, :, kn.S_FINAL] / self.config.initial_equity
+            scale = np.repeat(np.r_[1.0, np.cumprod(growth)[:-1]], self._segs[:, 1] - self._segs[:, 0])
+            idx = np.concatenate([np.arange(a, b) for a, b in self.segments])
+            self._equity[p] = pd.Series(eq * scale, index=self.market.index[idx], name="equity")
+        return self._equity[p]
+
+    def trades(self, p: int) -> pd.DataFrame:
+        """One row per closed position of set p (columns: TRADE_COLUMNS)."""
+        p = self._check_set(p)
+        if self._trades is None:
+            raise ConfigError("trades were not recorded: call simulate(..., record_trades=True)")
+        rows = self._trades[self._trade_ptr[p]: self._trade_ptr[p + 1]]
+        sig = self.signals[p]
+        m = self.market
+        coin = rows[:, kn.T_COIN].astype(np.int64)
+        sbar = rows[:, kn.T_SIGBAR].astype(np.int64)
+        ebar = rows[:, kn.T_ENTRYBAR].astype(np.int64)
+        xbar = rows[:, kn.T_EXITBAR].astype(np.int64)
+        step = pd.Timedelta(seconds=m.bar_seconds)
+        entry_ts = m.index[ebar] + (step * 0 if self.friction.next_open else step)
+        exit_ts = m.index[xbar] + np.where(rows[:, kn.T_EXIT_AT_OPEN] > 0, 0, 1) * step
+        coins = np.array(m.coins, dtype=object)
+        df = pd.DataFrame({
+            "strategy": sig.strategy,
+            "coin": coins[coin] if len(coin) else np.array([], dtype=object),
+            "side": rows[:, kn.T_SIDE].astype(np.int8),
+            "signal_bar": sbar, "entry_bar": ebar, "exit_bar": xbar,
+            "entry_ts": entry_ts, "exit_ts": exit_ts,
+            "entry_price": rows[:, kn.T_ENTRY], "exit_price": rows[:, kn.T_EXIT],
+            "size": rows[:, kn.T_SIZE], "notional": rows[:, kn.T_NOTIONAL],
+            "stop_distance": rows[:, kn.T_STOP], "r_multiple": rows[:, kn.T_R],
+            "pnl": rows[:, kn.T_PNL], "fees": rows[:, kn.T_FEES], "funding": rows[:, kn.T_FUNDING],
+            "exit_reason": np.array(EXIT_REASONS, dtype=object)[rows[:, kn.T_REASON].astype(np.int64)],
+            "partial_taken": rows[:, kn.T_PARTIAL] > 0,
+            "session": np.array(SESSIONS, dtype=object)[sig.session[sbar, coin]],
+            "regime": np.array(REGIMES, dtype=object)[sig.regime[sbar, coin]],
+            "vol_bucket": np.array(VOL_BUCKETS, dtype=object)[sig.vol_bucket[sbar, coin]],
+            "setup": sig.setup[sbar, coin],
+            "segment": rows[:, kn.T_SEG].astype(np.int64),
+            "friction": self.friction.version,
+        }, columns=list(TRADE_COLUMNS))
+        return df
+
+
+def _market_arrays(market: Market) -> dict[str, np.ndarray]:
+    f64 = {n: np.ascontiguousarray(getattr(market, n), dtype=np.float64)
+           for n in ("open", "high", "low", "close", "funding")}
+    if np.isnan(f64["funding"]).any():
+        t, c = np.argwhere(np.isnan(f64["funding"]))[0]
+        raise DataError(
+            f"market funding is NaN at coin {market.coins[c]} bar {t}: the Market contract is 0 "
+            "where funding is unknown; rebuild the Market with the data layer"
+        )
+    f64["listed"] = np.ascontiguousarray(market.listed, dtype=np.bool_)
+    f64["bar_day"] = market.ts_ns // NS_PER_DAY
+    return f64
+
+
+def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfig,
+         segs: np.ndarray, max_lev: np.ndarray, record_trades: bool, record_equity: bool,
+         mk: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One kernel call over `sigs` (callers keep it within the chunk budget)."""
+    mk = mk or _market_arrays(market)
+    prm = _params(config, fr)
+    ev = _events(sigs, market)
+    n = len(sigs)
+    bar_day = mk["bar_day"]
+    n_days = bar_day[segs[:, 1] - 1] - bar_day[segs[:, 0]] + 1
+    slot0 = np.r_[0, np.cumsum(n_days)[:-1]].astype(np.int64)
+    counts = np.diff(ev["ev_ptr"])
+    caps = np.minimum(counts, TRADE_CAP) if record_trades else np.zeros(n, dtype=np.int64)
+    out: dict[str, np.ndarray] = {"slot0": slot0}
+    while True:
+        trade_ptr = np.r_[0, np.cumsum(caps)].astype(np.int64)
+        trades = np.empty((trade_ptr[-1], kn.N_TRADE_FIELDS))
+        n_trades = np.zeros(n, dtype=np.int64)
+        seg_stats = np.zeros((n, len(segs), kn.N_STATS))
+        coin_expo = np.zeros((n, market.n_coins))
+        day_eq = np.full((n, int(n_days.sum())), np.nan)
+        n_eq = int((segs[:, 1] - segs[:, 0]).sum()) if record_equity else 0
+        eq_out = np.empty((n, n_eq))
+        chain_dd = np.zeros(n)
+        kn.simulate_nb(
+            mk["open"], mk["high"], mk["low"], mk["close"], mk["funding"], mk["listed"], bar_day,
+            max_lev, segs[:, 0].copy(), segs[:, 1].copy(), slot0,
+            ev["ev_ptr"], ev["ev_bar"], ev["ev_coin"], ev["direction"], ev["stop"], ev["target"],
+            ev["score"], ev["setup"], ev["hold"], ev["trail"], ev["ex_ptr"], ev["ex_bar"],
+            ev["ex_coin"], prm, trade_ptr, trades, n_trades, seg_stats, coin_expo, day_eq, eq_out,
+            chain_dd,
+        )
+        if not record_trades or (n_trades <= caps).all():
+            break
+        caps = np.maximum(caps, n_trades)  # the kernel kept counting: rerun with room for all
+    out.update(seg_stats=seg_stats, coin_expo=coin_expo, day_eq=day_eq, eq_out=eq_out,
+               chain_dd=chain_dd)
+    if record_trades:
+        keep = np.concatenate([np.arange(a, a + k) for a, k in zip(trade_ptr[:-1], n_trades, strict=True)]
+                              ) if n else np.zeros(0, dtype=np.int64)
+        out["trades"] = trades[keep.astype(np.int64)]
+        out["trade_ptr"] = np.r_[0, np.cumsum(n_trades)].astype(np.int64)
+    return out
+
+
+def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Friction | str = "v4",
+             config: SimConfig = SimConfig(), segments: Sequence[tuple[int, int]] | None = None,
+             record_trades: bool = True, max_leverage_by_coin: np.ndarray | None = None) -> SimResult:
+    """Simulate every Signals in `signals` as its own portfolio over `market`.
+
+    All sets run in one parallel kernel call per chunk (chunks keep the stacked inputs and
+    trade buffers near CHUNK_BYTES whatever the number of sets). `segments` are independent
+    [start, stop) bar ranges, e.g. walk-forward test windows; the default is the whole market.
+    """
+    sigs = [signals] if isinstance(signals, Signals) else list(signals)
+    if not sigs:
+        raise ConfigError("simulate needs at least one Signals")
+    fr = get_friction(friction)
+    if not isinstance(config, SimConfig):
+        raise ConfigError(f"config must be a SimConfig, got {type(config).__name__}")
+    _check_shapes(sigs, market)
+    segs = _check_segments(segments, market.n_bars)
+    if max_leverage_by_coin is None:
+        max_lev = coin_max_leverage(market.coins)
+    else:
+        max_lev = np.ascontiguousarray(max_leverage_by_coin, dtype=np.float64)
+        if max_lev.shape != (market.n_coins,) or not (np.isfinite(max_lev) & (max_lev > 0)).all():
+            raise ConfigError(
+                f"max_leverage_by_coin must be {market.n_coins} positive numbers, one per coin"
+            )
+    mk = _market_arrays(market)
+    cells = market.n_bars * market.n_coins
+    per_set = 2 * cells + (TRADE_CAP * kn.N_TRADE_FIELDS * 8 if record_trades else 0) + 4096
+    chunk = max(1, CHUNK_BYTES // per_set)
+    parts = [
+        _run(market, sigs[i: i + chunk], fr, config, segs, max_lev, record_trades, False, mk)
+        for i in range(0, len(sigs), chunk)
+    ]
+
+    def cat(key: str) -> np.ndarray:
+        return parts[0][key] if len(parts) == 1 else np.concatenate([q[key] for q in parts])
+
+    trades = trade_ptr = None
+    if record_trades:
+        trades = cat("trades")
+        counts = np.concatenate([np.diff(q["trade_ptr"]) for q in parts])
+        trade_ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+    return SimResult(
+        market, sigs, fr, config, segs, max_lev, mk["bar_day"], parts[0]["slot0"],
+        cat("seg_stats"), cat("coin_expo"), cat("day_eq"), cat("chain_dd"), trades, trade_ptr,
+    )
+

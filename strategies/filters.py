@@ -1,0 +1,94 @@
+"""Filters shared by every strategy (DESIGN section 4): 200-MA gate, trend efficiency, funding,
+minimum open interest, and a liquidation-safe stop width.
+
+Each returns an `allowed` bool mask of shape (n_bars, n_coins) (and, where it grades rather than
+gates, a score multiplier). `direction` is a (n_bars, n_coins) array of -1/0/+1 or a scalar +1/-1;
+bars with direction 0 are always allowed. A filter rejects only on evidence: where its input is
+unknown (indicator warm-up, missing open interest) it passes, with multiplier 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.market import Market
+from strategies.indicators import sma, trend_efficiency
+
+# The issue states funding thresholds per 8 hours (the seed bot's convention); Hyperliquid's
+# rate, and Market.funding, is per HOUR. This is the one place the conversion happens.
+FUNDING_HOURS_PER_QUOTE = 8
+HEADWIND_CAP_8H = 0.0005  # 0.05% per 8h: a position paying more than this is rejected
+TAILWIND_FLOOR_8H = 0.0001  # 0.01% per 8h: a position receiving at least this gets a bonus
+HEADWIND_CAP = HEADWIND_CAP_8H / FUNDING_HOURS_PER_QUOTE
+TAILWIND_FLOOR = TAILWIND_FLOOR_8H / FUNDING_HOURS_PER_QUOTE
+
+# The harness trades each position at 10x isolated (SimConfig.position_leverage), and a coin with
+# 10x max leverage keeps a 5% maintenance margin, so its liquidation price sits about 1/10 - 0.05
+# = 5% from the entry: a stop wider than that is never reached, the margin is lost first.
+# 4% keeps the stop inside it with room for slippage and fees.
+MAX_STOP_FRAC = 0.04
+
+MA_GATE_WINDOW, MA_GATE_TOL = 200, 0.02
+EFFICIENCY_REJECT, EFFICIENCY_BOOST = 0.30, 0.70  # below: chop, rejected; above: boosted
+
+
+def _side(direction, shape: tuple[int, int]) -> np.ndarray:
+    return np.broadcast_to(np.sign(np.asarray(direction)), shape)
+
+
+def ma_gate(close: np.ndarray, direction, n: int = MA_GATE_WINDOW, tol: float = MA_GATE_TOL) -> np.ndarray:
+    """No long more than `tol` below the n-bar SMA, no short more than `tol` above it."""
+    ma = sma(close, n)
+    side = _side(direction, close.shape)
+    with np.errstate(invalid="ignore"):
+        long_bad = (side > 0) & (close < ma * (1.0 - tol))
+        short_bad = (side < 0) & (close > ma * (1.0 + tol))
+    return ~(long_bad | short_bad)
+
+
+def efficiency_gate(close: np.ndarray, n: int = 20, reject: float = EFFICIENCY_REJECT,
+                    boost: float = EFFICIENCY_BOOST, boost_mult: float = 1.2) -> tuple[np.ndarray, np.ndarray]:
+    """Trend efficiency over n bars: below `reject` is chop (blocked); above `boost` the score is
+    multiplied by `boost_mult`. Returns (allowed, multiplier)."""
+    eff = trend_efficiency(close, n)
+    with np.errstate(invalid="ignore"):
+        allowed = ~(eff < reject)
+        mult = np.where(eff > boost, boost_mult, 1.0)
+    return allowed, mult
+
+
+def funding_filter(funding: np.ndarray, direction, headwind_cap: float = HEADWIND_CAP,
+                   tailwind_floor: float = TAILWIND_FLOOR, bonus: float = 0.10,
+                   bonus_cap: float = 0.30) -> tuple[np.ndarray, np.ndarray]:
+    """Per-HOUR funding (as in Market.funding; defaults are the 8h thresholds divided by 8).
+
+    Headwind (the position pays: long with funding > 0, short with funding < 0) above
+    `headwind_cap` is rejected. Tailwind (the position is paid) of at least `tailwind_floor`
+    multiplies the score by 1 + min(bonus * tailwind / tailwind_floor, bonus_cap).
+    Returns (allowed, multiplier).
+    """
+    f = np.asarray(funding, dtype=np.float64)
+    side = _side(direction, f.shape)
+    paid = np.where(np.isfinite(f), f, 0.0) * side  # > 0: the position pays
+    allowed = ~(paid > headwind_cap)
+    tail = -paid
+    mult = np.where(tail >= tailwind_floor,
+                    1.0 + np.minimum(bonus * tail / tailwind_floor, bonus_cap), 1.0)
+    return allowed, mult
+
+
+def min_open_interest(market: Market, usd: float = 10e6) -> np.ndarray:
+    """Open interest (in coins, as Hyperliquid reports it) times close must reach `usd`.
+
+    Passes wherever open interest is unknown (NaN): the shared data has no open-interest
+    history, so this gate only bites on data that records it.
+    """
+    with np.errstate(invalid="ignore"):
+        return ~(market.open_interest * market.close < usd)
+
+
+def stop_within(stop: np.ndarray, close: np.ndarray, max_frac: float = MAX_STOP_FRAC) -> np.ndarray:
+    """Allowed where the stop distance is at most `max_frac` of the price (see MAX_STOP_FRAC):
+    a setup that needs a wider stop is too volatile for the position's isolated margin."""
+    with np.errstate(invalid="ignore"):
+        return ~(stop > max_frac * close)

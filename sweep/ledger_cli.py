@@ -1,0 +1,92 @@
+"""The paper executor's ledgers as `sweep sql` views: paper_positions, paper_fills, ...
+
+The executor registers each ledger it writes in `<results>/paper_ledgers.txt`. DuckDB cannot
+read SQLite here without a downloaded extension, so each view is backed by a snapshot taken
+when `sweep sql` connects: the table of every registered ledger, read with SQLite in read-only
+mode (safe while the executor writes: WAL), with a `ledger` column, written atomically to
+`<results>/.paper/<table>.snapshot` (Parquet). Times become TIMESTAMPs.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import typer
+
+from sweep import results
+
+LEDGERS_FILE = "paper_ledgers.txt"
+SNAPSHOT_DIR = ".paper"
+PAPER_TABLES = ("decisions", "orders", "fills", "positions", "funding", "equity", "bars",
+                "sessions", "events")
+TIME_COLUMNS = ("ts", "clock", "wall", "start_ts", "signal_ts", "entry_ts", "exit_ts", "fill_ts", "bar_ts")
+
+
+def register_ledger(results_dir: Path, ledger: Path) -> None:
+    """Add a ledger to `<results>/paper_ledgers.txt` (atomic rewrite, once per path)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    target = results_dir / LEDGERS_FILE
+    have = [p for p in target.read_text().splitlines() if p] if target.exists() else []
+    path = str(Path(ledger).resolve())
+    if path in have:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGERS_FILE}.", dir=results_dir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(have + [path]) + "\n")
+    os.replace(tmp, target)
+
+
+def ledger_paths(results_dir: Path) -> list[Path]:
+    target = Path(results_dir) / LEDGERS_FILE
+    if not target.exists():
+        return []
+    return [Path(p) for p in target.read_text().splitlines() if p and Path(p).is_file()]
+
+
+def _read(path: Path, table: str) -> pd.DataFrame | None:
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error:
+        return None
+    try:
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone():
+            return None
+        cur = con.execute(f'SELECT * FROM "{table}"')
+        df = pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    df.insert(0, "ledger", str(path))
+    return df
+
+
+def snapshot_sql(results_dir: Path, table: str) -> str | None:
+    """Snapshot `table` of every registered ledger; the SELECT behind its view (None: no ledger)."""
+    frames = [f for f in (_read(p, table) for p in ledger_paths(results_dir)) if f is not None]
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for col in TIME_COLUMNS:
+        if col in df.columns:
+            df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
+    folder = Path(results_dir) / SNAPSHOT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{table}.snapshot"
+    arrow = pa.Table.from_pandas(df, preserve_index=False)
+    arrow = arrow.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
+                                  for f in arrow.schema]))
+    results.atomic_write_parquet(arrow, path)
+    return f"SELECT * FROM read_parquet('{str(path.resolve()).replace(chr(39), chr(39) * 2)}')"
+
+
+def register(app: typer.Typer) -> None:
+    """No command of its own: the paper_* views appear in `sweep sql`."""
+    for table in PAPER_TABLES:
+        results.register_view(f"paper_{table}", partial(snapshot_sql, table=table))

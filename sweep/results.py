@@ -1,0 +1,389 @@
+"""Results tables (DESIGN section 8): append-only Parquet batches plus DuckDB views over them.
+
+Layout: `<results>/<table>/<batch>.parquet`, one file per finished batch, written atomically
+(temp file, fsync, rename), so a killed writer loses at most the batch in flight and readers
+never see half a file. `<results>/results.duckdb` holds one view per table, refreshed on every
+`connect()`. Adding a table is one `register_table(...)` call; its schema is its documentation
+(`python -m sweep sql --schema`).
+
+Rows of a dependent table (`commit_with="trials"`) are visible only once the `trials` file of
+their batch exists: `trials` is written last, so it is the batch's commit marker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.errors import ConfigError, HarnessError
+
+DEFAULT_RESULTS = Path("results")
+DB_NAME = "results.duckdb"
+
+# type key -> (arrow type, duckdb type)
+TYPES: dict[str, tuple[pa.DataType, str]] = {
+    "str": (pa.string(), "VARCHAR"),
+    "json": (pa.string(), "VARCHAR"),
+    "int": (pa.int64(), "BIGINT"),
+    "float": (pa.float64(), "DOUBLE"),
+    "bool": (pa.bool_(), "BOOLEAN"),
+    "ts": (pa.timestamp("us", tz="UTC"), "TIMESTAMP WITH TIME ZONE"),
+    "date": (pa.date32(), "DATE"),
+}
+
+Column = tuple[str, str, str]  # name, type key, meaning
+
+PROVENANCE: tuple[Column, ...] = (
+    ("run_id", "str", "one invocation of a command (uuid hex)"),
+    ("harness_hash", "str", "harness.manifest.harness_hash(): rows of different hashes never mix"),
+    ("data_fingerprint", "str", "Market.fingerprint of the data evaluated"),
+    ("sim_model_version", "str", "friction model tag, e.g. friction_v4_partial_trail_liq"),
+    ("git_commit", "str", "HEAD of the repository, 'unknown' outside git"),
+    ("seed", "int", "the run's seed"),
+)
+BATCH: Column = ("batch", "str", "the batch file this row was written in")
+
+
+class ResultsError(HarnessError):
+    """A results folder or table that cannot be read or written as asked."""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    doc: str
+    extra_ok: bool = False  # extra columns (e.g. flattened params) pass through untyped
+    commit_with: str | None = None  # visible only when that table has the same batch
+    latest_by: tuple[tuple[str, ...], str] | None = None  # (key, order): the view keeps the last
+
+    @property
+    def names(self) -> list[str]:
+        return [c[0] for c in self.columns]
+
+
+TABLES: dict[str, Table] = {}
+VIEWS: dict[str, Callable[[Path], str | None]] = {}
+
+
+def register_table(name: str, columns: Sequence[Column], doc: str, *, provenance: bool = True,
+                   extra_ok: bool = False, commit_with: str | None = None,
+                   latest_by: tuple[tuple[str, ...], str] | None = None) -> Table:
+    """Declare a table: provenance and batch columns are prepended unless provenance=False."""
+    cols = (PROVENANCE + (BATCH,) if provenance else ()) + tuple(columns)
+    for c in cols:
+        if c[1] not in TYPES:
+            raise ConfigError(f"table {name}: column {c[0]} has unknown type {c[1]!r} ({', '.join(TYPES)})")
+    table = Table(name, cols, doc, extra_ok, commit_with, latest_by)
+    TABLES[name] = table
+    return table
+
+
+def register_view(name: str, sql: Callable[[Path], str | None]) -> None:
+    """A view that is not a Parquet table (e.g. the executor's ledger): sql(results_dir) -> SELECT."""
+    VIEWS[name] = sql
+
+
+RUNS = register_table("runs", (
+    ("command", "str", "run | scan | noise"),
+    ("strategy", "str", "registered strategy name"),
+    ("study", "str", "Optuna study name (run), or scan:/noise: label"),
+    ("sampler", "str", "tpe | cmaes | random | nsga2 | scan | noise"),
+    ("search_space", "json", "param -> distribution, as searched"),
+    ("interval", "str", "bar interval"),
+    ("data_label", "str", "data source; SYNTHETIC (...) for the embedded default"),
+    ("n_coins", "int", "coins in the market"),
+    ("n_bars", "int", "bars in the market (lockbox included)"),
+    ("folds", "json", "walk-forward configuration (harness.folds.Folds)"),
+    ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
+    ("jobs", "int", "worker processes"),
+    ("storage", "str", "Optuna storage URL, password masked"),
+    ("code_hash", "str", "hash of strategies/ and the sweep search spaces"),
+    ("git_dirty", "bool", "uncommitted changes in the work tree"),
+    ("argv", "str", "the command line"),
+    ("status", "str", "running | finished | interrupted | failed"),
+    ("summary", "json", "run: best; scan: kept value; noise: std/min/max of score"),
+    ("started_at", "ts", "UTC"),
+    ("finished_at", "ts", "UTC, null while running"),
+    ("updated_at", "ts", "UTC; the view keeps the newest row per run_id"),
+), "One row per command invocation (latest status).", latest_by=(("run_id",), "updated_at"))
+
+TRIALS = register_table("trials", (
+    ("command", "str", "run | scan"),
+    ("strategy", "str", "registered strategy name"),
+    ("study", "str", "Optuna study name; (study, trial) is unique"),
+    ("trial", "int", "Optuna trial number (scan: candidate index)"),
+    ("status", "str", "complete | rejected | failed"),
+    ("rejected", "str", "hard-rejection reason (or error for failed), null when scored"),
+    ("score", "float", "walk-forward score; -inf when rejected, NaN when failed"),
+    ("worst_fold", "float", "lowest per-fold score"),
+    ("fold_scores", "json", "list of per-fold scores"),
+    ("folds", "json", "list of per-fold metric dicts"),
+    ("params", "json", "all parameters (p_<name> columns hold them flattened)"),
+    ("kept", "bool", "scan: the candidate value that was kept"),
+    ("duration_s", "float", "evaluation wall time of this trial (batch time / batch size)"),
+    ("finished_at", "ts", "UTC"),
+), "One row per evaluated parameter set. Also base_<m> and stress_<m> for every field of "
+   "harness.metrics.Metrics (annualized, max_dd, sharpe, calmar, n_trades, ...) and p_<param>.",
+    extra_ok=True)
+
+TRIAL_RETURNS = register_table("trial_returns", (
+    ("study", "str", "as in trials"),
+    ("trial", "int", "as in trials"),
+    ("date", "date", "UTC day"),
+    ("ret", "float", "daily out-of-sample return of equity (base friction)"),
+), "Daily OOS returns per trial, long format (for DSR, effective N and PBO).",
+    commit_with="trials")
+
+TRADES = register_table("trades", (
+    ("study", "str", "as in trials"),
+    ("trial", "int", "as in trials"),
+), "Closed out-of-sample trades of each trial (base friction): every column of the harness "
+   "trade record (strategy, coin, side, entry_ts, exit_ts, r_multiple, pnl, fees, funding, "
+   "exit_reason, session, regime, vol_bucket, ...).", extra_ok=True, commit_with="trials")
+
+
+def _table(name: str) -> Table:
+    if name not in TABLES:
+        raise ConfigError(f"unknown results table {name!r}: registered are {', '.join(sorted(TABLES))}")
+    return TABLES[name]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(UTC))
+
+
+@lru_cache(maxsize=1)
+def git_state() -> tuple[str, bool]:
+    """(HEAD commit, dirty) of the repository holding this package; ('unknown', False) outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown", False
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a rename is durable once its folder is)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    """Temp file in the same folder, fsync, rename, fsync the folder."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_path(path.parent)
+
+
+def _to_arrow(spec: Table, df: pd.DataFrame) -> pa.Table:
+    missing = [c for c in spec.names if c not in df.columns]
+    if missing:
+        raise ConfigError(f"results table {spec.name}: batch lacks column(s) {', '.join(missing)}")
+    extra = [c for c in df.columns if c not in spec.names]
+    if extra and not spec.extra_ok:
+        raise ConfigError(
+            f"results table {spec.name}: unknown column(s) {', '.join(map(str, extra))}; "
+            "declare them in register_table"
+        )
+    arrays, fields = [], []
+    for name, kind, _ in spec.columns:
+        typ = TYPES[kind][0]
+        try:
+            arr = pa.array(df[name], from_pandas=True)
+            if kind == "ts" and not pa.types.is_timestamp(arr.type) and arr.null_count < len(arr):
+                raise pa.ArrowInvalid(f"expected timestamps, got {arr.type}")
+            arr = arr.cast(typ, safe=kind != "ts")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ConfigError(f"results table {spec.name}: column {name} is not {kind}: {exc}") from None
+        arrays.append(arr)
+        fields.append(pa.field(name, typ))
+    for name in extra:
+        arr = pa.array(df[name], from_pandas=True)
+        if pa.types.is_null(arr.type):
+            arr = arr.cast(pa.string())
+        arrays.append(arr)
+        fields.append(pa.field(str(name), arr.type))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def write_batch(results_dir: Path | str, table: str, df: pd.DataFrame, batch: str | None = None) -> Path | None:
+    """Append one batch to `table` atomically; returns the file (None for an empty batch).
+
+    `batch` names the file; dependent tables (trades, trial_returns) pass the same batch as the
+    trials rows they belong to, and must be written before them.
+    """
+    spec = _table(table)
+    if df is None or len(df) == 0:
+        return None
+    if "batch" in spec.names and "batch" not in df.columns:
+        df = df.assign(batch=batch or new_id())
+    batch = batch or (str(df["batch"].iloc[0]) if "batch" in df.columns else new_id())
+    folder = Path(results_dir) / table
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ResultsError(f"cannot create results folder {folder}: {exc.strerror}; pass a writable --results") from None
+    stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    path = folder / f"{stamp}-{batch[:12]}-{uuid.uuid4().hex[:6]}.parquet"
+    atomic_write_parquet(_to_arrow(spec, df), path)
+    return path
+
+
+def _glob(results_dir: Path, name: str) -> str | None:
+    folder = results_dir / name
+    if folder.is_dir() and any(folder.glob("*.parquet")):
+        return str(folder.resolve() / "*.parquet").replace("'", "''")
+    return None
+
+
+def _empty_select(spec: Table) -> str:
+    cols = ", ".join(f'CAST(NULL AS {TYPES[k][1]}) AS "{n}"' for n, k, _ in spec.columns)
+    return f"SELECT {cols} WHERE false"
+
+
+def view_sql(results_dir: Path, name: str) -> str | None:
+    """The SELECT behind a table's view (None when it has no files and no declared schema)."""
+    spec = TABLES.get(name)
+    glob = _glob(results_dir, name)
+    if glob is None:
+        return _empty_select(spec) if spec else None
+    sql = f"SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+    if spec and spec.commit_with:
+        marker = _glob(results_dir, spec.commit_with)
+        if marker is None:
+            return _empty_select(spec)
+        sql += f" WHERE batch IN (SELECT batch FROM read_parquet('{marker}', union_by_name=true))"
+    if spec and spec.latest_by:
+        key, order = spec.latest_by
+        sql += f" QUALIFY row_number() OVER (PARTITION BY {', '.join(key)} ORDER BY {order} DESC) = 1"
+    return sql
+
+
+def table_names(results_dir: Path) -> list[str]:
+    """Registered tables plus any folder of Parquet batches (tables of modules not imported)."""
+    names = set(TABLES)
+    if results_dir.is_dir():
+        names |= {p.name for p in results_dir.iterdir() if p.is_dir() and any(p.glob("*.parquet"))}
+    return sorted(names)
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, results_dir: Path) -> None:
+    for name in table_names(results_dir):
+        sql = view_sql(results_dir, name)
+        if sql:
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
+    for name, fn in VIEWS.items():
+        sql = fn(results_dir)
+        if sql:
+            con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
+
+
+def connect(results_dir: Path | str = DEFAULT_RESULTS, persist: bool = True) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with a view per table.
+
+    With persist, the views are (re)written into `<results>/results.duckdb` so any DuckDB client
+    can open it; when another process holds that file, an in-memory connection with the same
+    views is returned instead.
+    """
+    results_dir = Path(results_dir)
+    con = None
+    if persist:
+        try:
+            results_dir.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(results_dir / DB_NAME))
+        except (duckdb.IOException, OSError):
+            con = None
+    if con is None:
+        con = duckdb.connect()
+    try:
+        _create_views(con, results_dir)
+    except duckdb.Error as exc:
+        con.close()
+        raise ResultsError(f"cannot read the results tables in {results_dir}: {exc}".splitlines()[0]) from None
+    return con
+
+
+def query(results_dir: Path | str, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Run one query against an in-memory connection (safe while other processes write)."""
+    con = connect(results_dir, persist=False)
+    try:
+        return con.execute(sql, params or []).df()
+    except duckdb.Error as exc:
+        raise ResultsError(f"query failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def has_rows(results_dir: Path | str, table: str) -> bool:
+    return _glob(Path(results_dir), table) is not None
+
+
+def to_json(obj: Any) -> str:
+    """Strict, stable JSON (sorted keys); non-finite floats become "nan", "inf", "-inf"."""
+    return json.dumps(_clean(obj), sort_keys=True, allow_nan=False)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, (pd.Timestamp, datetime)):
+        return obj.isoformat()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def schema_frame(name: str | None = None) -> pd.DataFrame:
+    """The documented schema: table, column, type, meaning."""
+    rows = []
+    for tname in ([name] if name else sorted(TABLES)):
+        spec = _table(tname)
+        rows += [(tname, n, TYPES[k][1] + (" (JSON)" if k == "json" else ""), doc) for n, k, doc in spec.columns]
+        if spec.extra_ok:
+            rows.append((tname, "...", "", "further columns, see the table's doc"))
+    return pd.DataFrame(rows, columns=["table", "column", "type", "meaning"])

@@ -1,0 +1,425 @@
+"""`sweep run | scan | noise | sql | leaderboard`: the search and the questions over its results."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from harness.errors import ConfigError
+from sweep import results
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+DataOpt = typer.Option(None, "--data", help="Dataset folder (like ../shared/data/hyperliquid), "
+                       "store root, parquet file or 'embedded'. Default: ./data when it holds "
+                       "data, else the embedded synthetic market.")
+ResultsOpt = typer.Option(results.DEFAULT_RESULTS, "--results", help="Results folder (Parquet "
+                          "tables, results.duckdb, Optuna journals).")
+IntervalOpt = typer.Option(None, "--interval", help="Bar interval; default: the strategy's own.")
+CoinsOpt = typer.Option(None, "--coins", help="Comma-separated coins (default: all).")
+FrictionOpt = typer.Option("v4", "--friction", help="Friction model: legacy, v2, v3, v4.")
+FoldsOpt = typer.Option(4, "--folds", min=1, help="Walk-forward folds.")
+SeedOpt = typer.Option(0, "--seed", help="Seed (sampler; noise: first seed).")
+ModeOpt = typer.Option("live", "--mode", help="Threshold set: live (strict) or shadow (loose).")
+
+METRIC_COLS = [
+    ("score", "score"), ("base_annualized", "annualized"), ("base_max_dd", "max DD"),
+    ("base_sharpe", "Sharpe"), ("base_n_trades", "trades"), ("worst_fold", "worst fold"),
+    ("stress_calmar", "stress Calmar"),
+]
+
+
+def _coins(text: str | None) -> tuple[str, ...] | None:
+    return tuple(c.strip() for c in text.split(",") if c.strip()) if text else None
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else ("-inf" if v < 0 else "inf")
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return str(v)
+
+
+def _num(v: float) -> str:
+    """The machine-read number: repr-exact, inf spelled the way float() reads it back."""
+    return repr(float(v)) if math.isfinite(v) else ("-inf" if v < 0 else ("inf" if v > 0 else "nan"))
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _config(**kw: Any) -> Any:
+    from sweep.study import StudyConfig
+
+    kw["argv"] = " ".join(["sweep"] + sys.argv[1:])
+    return StudyConfig(**kw)
+
+
+def _fixed(strategy: str, text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    from strategies.base import get_strategy
+    from sweep.space import parse_fixed
+
+    return parse_fixed(get_strategy(strategy).params_cls, text)
+
+
+# ---------------------------------------------------------------------------------- leaderboard
+
+def leaderboard_frame(results_dir: Path, strategy: str | None = None, study: str | None = None,
+                      harness: str | None = None, top: int = 10) -> tuple[pd.DataFrame, int]:
+    """Top scored trials (rejected last) and how many rows other harness hashes hold."""
+    if not results.has_rows(results_dir, "trials"):
+        return pd.DataFrame(), 0
+    where, args = ["status <> 'failed'"], []
+    if strategy:
+        where.append("strategy = ?")
+        args.append(strategy)
+    if study:
+        where.append("study = ?")
+        args.append(study)
+    hidden = 0
+    if harness:
+        hid = results.query(results_dir, f"SELECT count(*) AS n FROM trials WHERE {' AND '.join(where)} "
+                            "AND harness_hash <> ?", [*args, harness])
+        hidden = int(hid["n"].iloc[0])
+        where.append("harness_hash = ?")
+        args.append(harness)
+    cols = ", ".join(c for c, _ in METRIC_COLS if c != "score")
+    df = results.query(
+        results_dir,
+        f"SELECT strategy, study, trial, status, rejected, score, {cols}, params FROM trials "
+        f"WHERE {' AND '.join(where)} ORDER BY isfinite(score) DESC, score DESC, trial LIMIT ?",
+        [*args, top],
+    )
+    return df, hidden
+
+
+def _params_text(text: str) -> str:
+    try:
+        p = json.loads(text)
+    except (TypeError, ValueError):
+        return ""
+    return " ".join(f"{k}={_fmt(v)}" for k, v in p.items())
+
+
+def print_leaderboard(df: pd.DataFrame, title: str) -> None:
+    """Metrics per trial; the parameters of the top trial below (they are too wide for a column)."""
+    many = df["study"].nunique() > 1 if len(df) else False
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("study #trial" if many else "trial", justify="left" if many else "right")
+    for _, label in METRIC_COLS:
+        table.add_column(label, justify="right")
+    table.add_column("rejected")
+    for i, r in enumerate(df.itertuples(index=False), 1):
+        who = f"{r.study} #{r.trial}" if many else str(r.trial)
+        table.add_row(str(i), who, *[_fmt(getattr(r, c)) for c, _ in METRIC_COLS],
+                      r.rejected if isinstance(r.rejected, str) else "")
+    out.print(table)
+    if len(df):
+        top = df.iloc[0]
+        out.print(f"#1 {top['strategy']} {top['study']} #{top['trial']}: {_params_text(top['params'])}")
+
+
+# ---------------------------------------------------------------------------------- run
+
+class _Bar:
+    """Progress: trials done / total, best score, trials/s, ETA (rich, on stderr)."""
+
+    def __init__(self, total: int | None, done: int, timeout: float | None, best: float):
+        self.total, self.done0, self.done, self.best = total, done, done, best
+        self.timeout, self.t0 = timeout, time.monotonic()
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.fields[total_s]} trials"),
+            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[rate]} trials/s"),
+            TextColumn("ETA {task.fields[eta]}"), console=err, transient=False,
+        )
+        self.task = self.progress.add_task("sweep", total=total, completed=done, **self._fields())
+
+    def _fields(self) -> dict[str, str]:
+        dt = time.monotonic() - self.t0
+        new = self.done - self.done0
+        rate = new / dt if dt > 0 else 0.0
+        eta = math.inf
+        if self.total is not None and rate > 0:
+            eta = (self.total - self.done) / rate
+        if self.timeout is not None:
+            eta = min(eta, max(0.0, self.timeout - dt))
+        return {"best": _fmt(self.best), "rate": f"{rate:.2f}",
+                "eta": "-" if not math.isfinite(eta) else time.strftime("%H:%M:%S", time.gmtime(eta)),
+                "total_s": "?" if self.total is None else str(self.total)}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.done += event.get("n", 0)
+        if event.get("best") is not None:
+            self.best = max(self.best, event["best"]) if math.isfinite(self.best) else event["best"]
+        self.progress.update(self.task, completed=self.done, **self._fields())
+
+
+def run_command(
+    strategy: str = typer.Option("momentum", "--strategy", "-s", help="Registered strategy (see `sweep strategies`)."),
+    trials: int = typer.Option(None, "--trials", "-n", min=1, help="Evaluated trials the study should hold "
+                               "(a rerun with the same --study continues to this number). Default 200 "
+                               "unless --timeout is given."),
+    timeout: float = typer.Option(None, "--timeout", min=1, help="Stop starting new trials after this many seconds."),
+    sampler: str = typer.Option("tpe", "--sampler", help="Optuna sampler: tpe | cmaes | random | nsga2."),
+    data: str = DataOpt,
+    interval: str = IntervalOpt,
+    coins: str = CoinsOpt,
+    friction: str = FrictionOpt,
+    folds: int = FoldsOpt,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes on one study."),
+    storage: str = typer.Option(None, "--storage", help="Optuna storage: a journal file path, or an "
+                                "RDB URL such as postgresql://user:pw@host/db to share a study across "
+                                "machines. Default: results/studies/<study>.journal."),
+    study: str = typer.Option(None, "--study", help="Study name; default derived from strategy, "
+                              "sampler, seed, code, harness and data (same inputs resume)."),
+    seed: int = SeedOpt,
+    results_dir: Path = ResultsOpt,
+    batch: int = typer.Option(None, "--batch", min=1, help="Trials per kernel batch (default by sampler: "
+                              "random 32, tpe 8, cmaes 8, nsga2 16)."),
+    fix: str = typer.Option(None, "--fix", help="Pin parameters: name=value,name=value."),
+    mode: str = ModeOpt,
+    top: int = typer.Option(10, "--top", min=1, help="Leaderboard rows."),
+) -> None:
+    """Run (or resume) an Optuna study of a strategy's parameters, scored walk-forward by the harness.
+
+    Every trial lands in the results tables. The last line printed is `best_score: <number>`.
+    """
+    from sweep.study import run_study
+
+    _sigterm_as_interrupt()
+    if trials is None and timeout is None:
+        trials = 200
+    cfg = _config(strategy=strategy, trials=trials, timeout=timeout, sampler=sampler, data=data,
+                  interval=interval, coins=_coins(coins), friction=friction, folds=folds, jobs=jobs,
+                  storage=storage, study=study, seed=seed, results=results_dir, batch=batch,
+                  fixed=_fixed(strategy, fix), mode=mode)
+    bar: list[_Bar] = []
+
+    def on_start(ctx: Any, done: int) -> None:
+        from sweep.study import best_score
+
+        err.print(f"study [bold]{ctx.study_name}[/] · {ctx.strategy.name} on {ctx.market.label} "
+                  f"({ctx.market.n_coins} coins × {ctx.market.n_bars} {ctx.cfg.interval} bars) · "
+                  f"{ctx.friction_version} · {ctx.folds.k} folds · {cfg.sampler} · jobs {cfg.jobs}")
+        if done:
+            err.print(f"resuming: {done} trial(s) already in the study")
+        bar.append(_Bar(cfg.trials, done, cfg.timeout, best_score(cfg.results, ctx.study_name)))
+        bar[0].progress.start()
+
+    def report(event: dict[str, Any]) -> None:
+        if bar:
+            bar[0](event)
+
+    try:
+        outcome = run_study(cfg, report, on_start=on_start)
+    finally:
+        if bar:
+            bar[0].progress.stop()
+    if outcome.reconciled.get("told") or outcome.reconciled.get("failed"):
+        err.print(f"reconciled trials left by a killed run: {outcome.reconciled['told']} told from "
+                  f"their rows, {outcome.reconciled['failed']} failed (never evaluated)")
+    _refresh_db(cfg.results)
+    df, _ = leaderboard_frame(cfg.results, study=outcome.study, top=top)
+    print_leaderboard(df, f"Top trials of {outcome.study} ({outcome.market_label})")
+    out.print(f"{outcome.status}: {outcome.done_now} new trial(s) in {outcome.seconds:.1f}s "
+              f"({outcome.trials_per_s:.2f} trials/s); study holds {outcome.done_before + outcome.done_now}")
+    print(f"best_score: {_num(outcome.best_score)}", flush=True)
+    if outcome.status == "interrupted":
+        raise typer.Exit(130)
+
+
+def _refresh_db(results_dir: Path) -> None:
+    try:
+        results.connect(results_dir).close()
+    except results.ResultsError:
+        pass
+
+
+# ---------------------------------------------------------------------------------- scan / noise
+
+def scan_command(
+    strategy: str = typer.Option("momentum", "--strategy", "-s", help="Registered strategy."),
+    param: str = typer.Option(..., "--param", "-p", help="The parameter to scan."),
+    values: str = typer.Option(..., "--values", "-v", help="Comma-separated candidate values."),
+    data: str = DataOpt,
+    interval: str = IntervalOpt,
+    coins: str = CoinsOpt,
+    friction: str = FrictionOpt,
+    folds: int = FoldsOpt,
+    seed: int = SeedOpt,
+    results_dir: Path = ResultsOpt,
+    mode: str = ModeOpt,
+) -> None:
+    """One-at-a-time scan: each value of one parameter, the others at the incumbent.
+
+    The incumbent is the best trial of this strategy under the current harness, data and friction
+    (else the defaults); its own value is evaluated alongside. Rows are appended to the results
+    tables, the kept value is recorded, and the last line is `Best: <param>=<value> score=<s>`.
+    """
+    from sweep.autoresearch import scan
+
+    cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
+                  friction=friction, folds=folds, seed=seed, results=results_dir, mode=mode)
+    with err.status(f"scanning {param} of {strategy}..."):
+        res = scan(cfg, param, [v for v in values.split(",") if v.strip()])
+    inc = res.incumbent
+    table = Table(title=f"Scan of {param} for {strategy} on {res.market_label} "
+                        f"(incumbent: {inc.source})", title_justify="left")
+    table.add_column(param, justify="right")
+    for _, label in METRIC_COLS:
+        table.add_column(label, justify="right")
+    table.add_column("win rate", justify="right")
+    table.add_column("note")
+    for i, r in enumerate(res.candidates):
+        ev = r.evaluation
+        note = []
+        if res.values[i] == getattr(inc.params, param):
+            note.append("incumbent")
+        if i == res.kept_index:
+            note.append("KEPT")
+        if r.status != "complete":
+            note.append(r.error or (ev.rejected if ev else "") or r.status)
+        m = {"score": r.score, "worst_fold": r.worst_fold}
+        if ev is not None:
+            m.update({f"base_{k}": getattr(ev.base, k) for k in ("annualized", "max_dd", "sharpe", "n_trades")})
+            m["stress_calmar"] = ev.stress.calmar
+        table.add_row(_fmt(res.values[i]), *[_fmt(m.get(c)) for c, _ in METRIC_COLS],
+                      _fmt(ev.base.win_rate if ev else None), ", ".join(note))
+    out.print(table)
+    _refresh_db(results_dir)
+    print(f"Best: {param}={_fmt(res.values[res.kept_index])} score={_num(res.kept.score)}", flush=True)
+
+
+def noise_command(
+    strategy: str = typer.Option("momentum", "--strategy", "-s", help="Registered strategy."),
+    repeats: int = typer.Option(8, "--repeats", "-r", min=2, help="Re-runs (fold offsets, seeds)."),
+    step: int = typer.Option(None, "--step-bars", min=1, help="Fold offset between re-runs "
+                             "(default: one test window / repeats)."),
+    data: str = DataOpt,
+    interval: str = IntervalOpt,
+    coins: str = CoinsOpt,
+    friction: str = FrictionOpt,
+    folds: int = FoldsOpt,
+    seed: int = SeedOpt,
+    results_dir: Path = ResultsOpt,
+    mode: str = ModeOpt,
+) -> None:
+    """The noise floor: re-run the incumbent under shifted folds (and seeds) and print the spread.
+
+    A change is real only when it beats the incumbent by more than this std. Last line:
+    `noise_floor: <std>`.
+    """
+    from sweep.autoresearch import noise
+
+    cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
+                  friction=friction, folds=folds, seed=seed, results=results_dir, mode=mode)
+    with err.status(f"re-running the {strategy} incumbent {repeats} times..."):
+        res = noise(cfg, repeats, step)
+    table = Table(title=f"Noise of {strategy} on {res.market_label} (incumbent: {res.incumbent.source})",
+                  title_justify="left")
+    for c in ("offset_bars", "seed", "score", "worst_fold", "trades", "rejected"):
+        table.add_column(c, justify="left" if c == "rejected" else "right")
+    for r in res.rows.itertuples(index=False):
+        table.add_row(*[_fmt(v) for v in r])
+    out.print(table)
+    out.print(f"score: mean {_fmt(res.mean)}  std {_fmt(res.std)}  min {_fmt(res.min)}  "
+              f"max {_fmt(res.max)}  spread {_fmt(res.max - res.min)}")
+    _refresh_db(results_dir)
+    print(f"noise_floor: {_num(res.std)}", flush=True)
+
+
+# ---------------------------------------------------------------------------------- sql
+
+def sql_command(
+    query: str = typer.Argument(None, help="A SELECT over the views: runs, trials, trial_returns, trades, ..."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records instead of a table."),
+    schema: bool = typer.Option(False, "--schema", help="Print the documented schema of every table."),
+    limit: int = typer.Option(200, "--max-rows", min=1, help="Rows shown in the table view."),
+    results_dir: Path = ResultsOpt,
+) -> None:
+    """Ask DuckDB anything about the results tables (views in results/results.duckdb)."""
+    if csv and as_json:
+        raise ConfigError("choose one of --csv and --json")
+    if schema:
+        df = results.schema_frame()
+    elif not query:
+        raise ConfigError('give a query, e.g. sweep sql "SELECT count(*) FROM trials", or --schema')
+    else:
+        con = results.connect(results_dir)
+        try:
+            df = con.execute(query).df()
+        except Exception as exc:  # duckdb errors: one line
+            raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+    if csv:
+        sys.stdout.write(df.to_csv(index=False))
+        return
+    if as_json:
+        sys.stdout.write(df.to_json(orient="records", date_format="iso", default_handler=str) + "\n")
+        return
+    table = Table(show_lines=False)
+    for c in df.columns:
+        table.add_column(str(c), overflow="fold")
+    for row in df.head(limit).itertuples(index=False):
+        table.add_row(*[_fmt(v) for v in row])
+    out.print(table)
+    if len(df) > limit:
+        out.print(f"({len(df)} rows, {limit} shown; --csv or --json for all)")
+
+
+def leaderboard_command(
+    strategy: str = typer.Option(None, "--strategy", "-s", help="Only this strategy."),
+    study: str = typer.Option(None, "--study", help="Only this study."),
+    top: int = typer.Option(20, "--top", min=1, help="Rows."),
+    all_hashes: bool = typer.Option(False, "--all-hashes", help="Include trials of other harness "
+                                    "hashes (never comparable; hidden by default)."),
+    results_dir: Path = ResultsOpt,
+) -> None:
+    """The best trials under the current harness hash (rejected trials last)."""
+    from harness.manifest import harness_hash
+
+    h = None if all_hashes else harness_hash()
+    df, hidden = leaderboard_frame(results_dir, strategy, study, h, top)
+    if df.empty:
+        out.print(f"no trials in {results_dir}" + (f" for {strategy}" if strategy else "")
+                  + (f" under harness {h}" if h else ""))
+    else:
+        print_leaderboard(df, f"Leaderboard of {strategy or 'all strategies'}"
+                          + (f" (harness {h})" if h else " (all harness hashes)"))
+    if hidden:
+        out.print(f"{hidden} trial(s) of other harness hashes hidden (--all-hashes shows them)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("scan")(scan_command)
+    app.command("noise")(noise_command)
+    app.command("sql")(sql_command)
+    app.command("leaderboard")(leaderboard_command)

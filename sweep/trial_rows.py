@@ -1,0 +1,135 @@
+"""Evaluations -> rows of the trials, trial_returns and trades tables (schemas in sweep.results).
+
+One batch of trials is written as three files sharing a batch id, `trials` last: a reader sees
+a batch whole or not at all, and a killed writer loses at most that batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.evaluate import Evaluation
+from sweep import results
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The columns every results row carries."""
+
+    run_id: str
+    harness_hash: str
+    data_fingerprint: str
+    sim_model_version: str
+    git_commit: str
+    seed: int
+
+    def row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One evaluated (or failed) parameter set, ready to become rows."""
+
+    study: str
+    trial: int
+    params: dict[str, Any]
+    evaluation: Evaluation | None
+    error: str | None = None
+    duration_s: float = 0.0
+    kept: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.evaluation is None:
+            return "failed"
+        return "rejected" if self.evaluation.rejected else "complete"
+
+    @property
+    def score(self) -> float:
+        return math.nan if self.evaluation is None else float(self.evaluation.score)
+
+    @property
+    def worst_fold(self) -> float:
+        return math.nan if self.evaluation is None else float(self.evaluation.worst_fold)
+
+
+def _metrics(prefix: str, m: Any) -> dict[str, Any]:
+    return {f"{prefix}_{k}": v for k, v in dataclasses.asdict(m).items()}
+
+
+def trial_row(r: TrialResult, prov: Provenance, command: str, strategy: str) -> dict[str, Any]:
+    ev = r.evaluation
+    row: dict[str, Any] = {
+        **prov.row(),
+        "command": command,
+        "strategy": strategy,
+        "study": r.study,
+        "trial": r.trial,
+        "status": r.status,
+        "rejected": r.error if ev is None else ev.rejected,
+        "score": r.score,
+        "worst_fold": r.worst_fold,
+        "fold_scores": results.to_json(list(ev.fold_scores) if ev else []),
+        "folds": results.to_json([dataclasses.asdict(m) for m in ev.folds] if ev else []),
+        "params": results.to_json(r.params),
+        "kept": r.kept,
+        "duration_s": r.duration_s,
+        "finished_at": results.now(),
+    }
+    row.update({f"p_{k}": v for k, v in r.params.items()})
+    if ev is not None:
+        row.update(_metrics("base", ev.base))
+        row.update(_metrics("stress", ev.stress))
+    return row
+
+
+def returns_frame(r: TrialResult, prov: Provenance) -> pd.DataFrame:
+    ev = r.evaluation
+    if ev is None or ev.daily_returns is None or len(ev.daily_returns) == 0:
+        return pd.DataFrame()
+    s = ev.daily_returns
+    idx = pd.DatetimeIndex(s.index) if not isinstance(s.index, pd.DatetimeIndex) else s.index
+    if idx.tz is not None:
+        idx = idx.tz_convert("UTC").tz_localize(None)
+    return pd.DataFrame({
+        **prov.row(), "study": r.study, "trial": r.trial,
+        "date": idx.normalize().date, "ret": np.asarray(s.to_numpy(), dtype=np.float64),
+    })
+
+
+def trades_frame(r: TrialResult, prov: Provenance) -> pd.DataFrame:
+    ev = r.evaluation
+    if ev is None or ev.trades is None or len(ev.trades) == 0:
+        return pd.DataFrame()
+    t = ev.trades.reset_index(drop=True)
+    # the harness names its friction tag `friction`; the tables call it sim_model_version
+    t = t.drop(columns=[c for c in ("friction", "study", "trial") if c in t.columns])
+    clash = [c for c in prov.row() if c in t.columns]
+    t = t.drop(columns=clash)
+    head = pd.DataFrame({**prov.row(), "study": r.study, "trial": r.trial}, index=t.index)
+    return pd.concat([head, t], axis=1)
+
+
+def write_trials(results_dir: Path, batch: list[TrialResult], prov: Provenance, command: str,
+                 strategy: str) -> str | None:
+    """Write one batch (trades, trial_returns, then trials); returns the batch id."""
+    if not batch:
+        return None
+    batch_id = results.new_id()
+    trades = [f for f in (trades_frame(r, prov) for r in batch) if len(f)]
+    rets = [f for f in (returns_frame(r, prov) for r in batch) if len(f)]
+    if trades:
+        results.write_batch(results_dir, "trades", pd.concat(trades, ignore_index=True), batch_id)
+    if rets:
+        results.write_batch(results_dir, "trial_returns", pd.concat(rets, ignore_index=True), batch_id)
+    rows = pd.DataFrame([trial_row(r, prov, command, strategy) for r in batch])
+    results.write_batch(results_dir, "trials", rows, batch_id)
+    return batch_id

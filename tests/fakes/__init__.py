@@ -1,0 +1,1 @@
+"""Reusable fakes for tests (a local Hyperliquid /info server)."""

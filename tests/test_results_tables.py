@@ -1,0 +1,178 @@
+"""Results tables: atomic Parquet batches, DuckDB views, commit markers, documented schemas."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.errors import ConfigError
+from sweep import results
+
+
+def prov(run_id: str = "r1", **kw) -> dict:
+    base = {"run_id": run_id, "harness_hash": "h1", "data_fingerprint": "fp", "sim_model_version":
+            "friction_v4_partial_trail_liq", "git_commit": "c0", "seed": 0}
+    return {**base, **kw}
+
+
+def trial_rows(study: str, trials: range, **extra) -> pd.DataFrame:
+    rng = np.random.default_rng(len(trials))
+    rows = []
+    for t in trials:
+        rows.append({**prov(), "command": "run", "strategy": "s", "study": study, "trial": t,
+                     "status": "complete", "rejected": None, "score": float(rng.normal()),
+                     "worst_fold": -1.0, "fold_scores": "[]", "folds": "[]", "params": "{}",
+                     "kept": False, "duration_s": 0.1, "finished_at": pd.Timestamp.now(tz="UTC"),
+                     **extra})
+    return pd.DataFrame(rows)
+
+
+def test_write_and_query_round_trip(tmp_path):
+    a = trial_rows("st", range(0, 5), p_x=1)
+    b = trial_rows("st", range(5, 8), p_y="fast")  # another param set: union by name
+    results.write_batch(tmp_path, "trials", a)
+    results.write_batch(tmp_path, "trials", b)
+    got = results.query(tmp_path, "SELECT trial, score, p_x, p_y FROM trials ORDER BY trial")
+    expect = pd.concat([a, b], ignore_index=True)
+    assert got["trial"].tolist() == list(range(8))
+    np.testing.assert_allclose(got["score"].to_numpy(), expect["score"].to_numpy(), rtol=0, atol=0)
+    assert got["p_x"].tolist()[:5] == [1] * 5 and got["p_x"].isna().sum() == 3
+    assert got["p_y"].tolist()[5:] == ["fast"] * 3
+    assert not list(tmp_path.rglob("*.tmp")), "no temp file may remain"
+    assert len(list((tmp_path / "trials").glob("*.parquet"))) == 2
+
+
+def test_empty_results_have_typed_views(tmp_path):
+    con = results.connect(tmp_path)
+    assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 0
+    cols = {r[0]: r[1] for r in con.execute("DESCRIBE trials").fetchall()}
+    con.close()
+    for name, kind, _ in results.TRIALS.columns:
+        assert cols[name] == results.TYPES[kind][1]
+    assert (tmp_path / results.DB_NAME).exists()
+
+
+def test_missing_and_unknown_columns_are_clear_errors(tmp_path):
+    df = trial_rows("st", range(2)).drop(columns=["score"])
+    with pytest.raises(ConfigError, match="lacks column.*score"):
+        results.write_batch(tmp_path, "trials", df)
+    runs = pd.DataFrame([{**prov(), "bogus": 1}])
+    with pytest.raises(ConfigError, match="runs"):
+        results.write_batch(tmp_path, "runs", runs)
+    bad = trial_rows("st", range(2)).assign(trial=["a", "b"])
+    with pytest.raises(ConfigError, match="column trial is not int"):
+        results.write_batch(tmp_path, "trials", bad)
+    with pytest.raises(ConfigError, match="unknown results table"):
+        results.write_batch(tmp_path, "nope", bad)
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    real = pq.write_table
+
+    def boom(table, where, **kw):
+        real(table.slice(0, 1), where, **kw)  # half written...
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.pq, "write_table", boom)
+    with pytest.raises(OSError):
+        results.write_batch(tmp_path, "trials", trial_rows("st", range(3)))
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_dependent_rows_visible_only_with_their_trials_batch(tmp_path):
+    ret = pd.DataFrame({**prov(), "study": "st", "trial": [0, 0],
+                        "date": [pd.Timestamp("2024-01-01").date(), pd.Timestamp("2024-01-02").date()],
+                        "ret": [0.01, -0.02]})
+    results.write_batch(tmp_path, "trial_returns", ret, batch="b1")
+    assert results.query(tmp_path, "SELECT count(*) AS n FROM trial_returns")["n"][0] == 0
+    results.write_batch(tmp_path, "trials", trial_rows("st", range(1)), batch="b1")
+    got = results.query(tmp_path, "SELECT ret FROM trial_returns ORDER BY date")
+    assert got["ret"].tolist() == [0.01, -0.02]
+    # an orphan batch (killed before its trials file) stays hidden
+    results.write_batch(tmp_path, "trial_returns", ret.assign(trial=9), batch="b2")
+    assert results.query(tmp_path, "SELECT count(*) AS n FROM trial_returns")["n"][0] == 2
+
+
+def test_runs_view_keeps_latest_status(tmp_path):
+    def row(status, t):
+        r = {c: None for c in results.RUNS.names}
+        r.update(prov(), command="run", status=status, started_at=pd.Timestamp("2024-01-01", tz="UTC"),
+                 updated_at=pd.Timestamp(t, tz="UTC"), jobs=1, n_coins=3, n_bars=10, trials_target=5,
+                 git_dirty=False)
+        return r
+
+    results.write_batch(tmp_path, "runs", pd.DataFrame([row("running", "2024-01-01 00:00")]))
+    results.write_batch(tmp_path, "runs", pd.DataFrame([row("finished", "2024-01-01 01:00")]))
+    got = results.query(tmp_path, "SELECT status FROM runs")
+    assert got["status"].tolist() == ["finished"]
+
+
+def test_register_table_is_one_line(tmp_path):
+    results.register_table("lockbox_touches_test", (("bucket", "str", "which bucket"),
+                                                    ("mean_r", "float", "lockbox mean R")),
+                           "test table")
+    try:
+        df = pd.DataFrame([{**prov(), "bucket": "momentum/long", "mean_r": 0.25}])
+        results.write_batch(tmp_path, "lockbox_touches_test", df)
+        got = results.query(tmp_path, "SELECT bucket, mean_r, seed FROM lockbox_touches_test")
+        assert got.iloc[0].tolist() == ["momentum/long", 0.25, 0]
+        assert "lockbox_touches_test" in set(results.schema_frame()["table"])
+    finally:
+        results.TABLES.pop("lockbox_touches_test")
+
+
+def test_unregistered_table_folder_still_gets_a_view(tmp_path):
+    results.register_table("tmp_table_x", (("v", "int", "a value"),), "tmp", provenance=False)
+    results.write_batch(tmp_path, "tmp_table_x", pd.DataFrame({"v": [1, 2, 3]}))
+    results.TABLES.pop("tmp_table_x")
+    assert results.query(tmp_path, "SELECT sum(v) AS s FROM tmp_table_x")["s"][0] == 6
+
+
+def test_connect_falls_back_when_db_is_locked(tmp_path):
+    results.write_batch(tmp_path, "trials", trial_rows("st", range(3)))
+    results.connect(tmp_path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb,sys,time; c=duckdb.connect(sys.argv[1]); "
+         "print('ok', flush=True); time.sleep(30)", str(tmp_path / results.DB_NAME)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        con = results.connect(tmp_path)  # must not fail: in-memory views instead
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+        con.close()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_json_is_strict_and_keeps_non_finite():
+    text = results.to_json({"b": np.float64(np.inf), "a": [np.int64(3), math.nan, -math.inf],
+                            "t": pd.Timestamp("2024-01-01", tz="UTC")})
+    assert json.loads(text) == {"a": [3, "nan", "-inf"], "b": "inf", "t": "2024-01-01T00:00:00+00:00"}
+    assert list(json.loads(text)) == ["a", "b", "t"]
+
+
+def test_git_state_reads_this_repository():
+    commit, dirty = results.git_state()
+    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                         cwd=results.Path(results.__file__).parents[1])
+    expect = out.stdout.strip() if out.returncode == 0 else "unknown"
+    assert commit == expect and isinstance(dirty, bool)
+
+
+def test_many_batches_stay_queryable_quickly(tmp_path):
+    for i in range(40):
+        results.write_batch(tmp_path, "trials", trial_rows(f"s{i % 3}", range(i * 5, i * 5 + 5)))
+    t0 = time.perf_counter()
+    got = results.query(tmp_path, "SELECT study, count(*) AS n FROM trials GROUP BY study ORDER BY study")
+    assert got["n"].sum() == 200 and time.perf_counter() - t0 < 5

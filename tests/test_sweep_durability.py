@@ -1,0 +1,181 @@
+"""Durability of `sweep run`: several workers on one journal study, SIGINT and SIGKILL then
+resume, the crash windows between writing rows and telling Optuna, and reproducibility."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+import _sweep_helpers as h
+from harness.sources import load_market
+from sweep import results
+from sweep.study import (
+    StudyConfig,
+    count_evaluated,
+    open_study,
+    prepare,
+    reconcile,
+    run_study,
+    storage_url,
+)
+from sweep.trial_rows import TrialResult, write_trials
+
+
+@pytest.fixture(scope="module", autouse=True)
+def strategy():
+    h.install()
+    yield
+    h.uninstall()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return h.write_dataset(tmp_path_factory.mktemp("data") / "hl", n_bars=1600, n_coins=3)
+
+
+@pytest.fixture(scope="module")
+def market(dataset):
+    return load_market(str(dataset))
+
+
+def rows(res) -> pd.DataFrame:
+    return results.query(res, "SELECT study, trial, score FROM trials ORDER BY trial")
+
+
+def optuna_trials(res, study: str) -> list:
+    s = optuna.load_study(study_name=study, storage=open_storage(res, study))
+    return s.get_trials(deepcopy=False)
+
+
+def open_storage(res, study):
+    from sweep.study import open_storage as op
+
+    return op(storage_url(None, res, study))
+
+
+def assert_consistent(res, study: str, n: int) -> None:
+    """n rows, no duplicate, and exactly the trials Optuna holds as finished."""
+    df = rows(res)
+    assert len(df) == n, f"{len(df)} rows, expected {n}"
+    assert not df.duplicated(["study", "trial"]).any(), "a trial was recorded twice"
+    complete = {t.number for t in optuna_trials(res, study) if t.state == TrialState.COMPLETE}
+    assert set(df["trial"]) == complete, "rows and Optuna disagree on which trials finished"
+    assert not [t for t in optuna_trials(res, study) if t.state == TrialState.RUNNING]
+
+
+def cli_args(dataset, res, study, n, *extra):
+    return ["run", "--strategy", h.NAME, "--trials", str(n), "--data", dataset, "--folds", "2",
+            "--results", res, "--study", study, "--sampler", "random", *extra]
+
+
+def test_two_workers_share_one_journal_study(tmp_path, dataset):
+    res = tmp_path / "r"
+    p = h.run_cli(*cli_args(dataset, res, "shared", 24, "--jobs", "2", "--batch", "3"), timeout=240)
+    assert h.last_line(p.stdout).startswith("best_score: ")
+    assert_consistent(res, "shared", 24)
+    workers = {t.user_attrs.get("worker") for t in optuna_trials(res, "shared")
+               if t.state == TrialState.COMPLETE}
+    assert len(workers) == 2, "both worker processes must have evaluated trials"
+
+
+def _wait_rows(res, at_least: int, proc, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"run ended before it could be killed:\n{proc.stderr.read()[-2000:]}")
+        if results.has_rows(res, "trials") and len(rows(res)) >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError("no rows appeared in time")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_run_resumes_without_loss_or_double_count(tmp_path, dataset, sig):
+    res = tmp_path / "r"
+    n = 16
+    args = cli_args(dataset, res, "killme", n, "--batch", "1")
+    proc = subprocess.Popen(h.cli_cmd(*args), cwd=h.ROOT, env=h.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_rows(res, 3, proc)
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, err[-2000:]
+        assert h.last_line(out).startswith("best_score: ")
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    before = rows(res)
+    assert 3 <= len(before) < n and not before.duplicated(["study", "trial"]).any()
+    h.run_cli(*args, timeout=180)  # same --study: continues
+    assert_consistent(res, "killme", n)
+    after = rows(res).set_index("trial")
+    for r in before.itertuples():  # what finished before the kill is kept, unchanged
+        assert after.loc[r.trial, "score"] == r.score or (pd.isna(r.score) and pd.isna(after.loc[r.trial, "score"]))
+
+
+def test_reconcile_closes_both_crash_windows(tmp_path, market):
+    """Killed after writing rows but before telling: told from the rows. Killed while
+    evaluating: failed (never counted). A live worker's trial is left alone."""
+    cfg = StudyConfig(strategy=h.NAME, trials=10, sampler="random", folds=2, results=tmp_path,
+                      study="windows", batch=1)
+    ctx = prepare(cfg, "run0", market=market)
+    study = open_study(ctx)
+    dead = "deadhost-not-this-one:1:1.000"
+    dead_here = f"{os.uname().nodename}:999999:1.000"
+    written, lost, alive, remote = (study.ask(ctx.space.distributions) for _ in range(4))
+    written.set_user_attr("worker", dead_here)
+    lost.set_user_attr("worker", dead_here)
+    from sweep.study import evaluate_params, worker_id
+
+    alive.set_user_attr("worker", worker_id())
+    remote.set_user_attr("worker", dead)
+    (ev, _), = evaluate_params(ctx, [ctx.space.params(written.params)])
+    write_trials(tmp_path, [TrialResult("windows", written.number, {}, ev)], ctx.prov, "run", h.NAME)
+    out = reconcile(study, tmp_path)
+    assert out == {"told": 1, "failed": 1}
+    by = {t.number: t for t in study.get_trials(deepcopy=False)}
+    assert by[written.number].state == TrialState.COMPLETE and by[written.number].value == ev.score
+    assert by[lost.number].state == TrialState.FAIL
+    assert by[alive.number].state == TrialState.RUNNING  # its owner (this process) lives
+    assert by[remote.number].state == TrialState.RUNNING  # another host: cannot tell, left
+    assert count_evaluated(study) == 3  # written + the two running ones
+
+
+def test_budget_is_exact_when_workers_race(tmp_path, market):
+    """Two studies objects on one journal ask past the budget: the surplus is failed unevaluated."""
+    from sweep.study import ask_batch
+
+    cfg = StudyConfig(strategy=h.NAME, trials=5, sampler="random", folds=2, results=tmp_path,
+                      study="race")
+    ctx = prepare(cfg, "r", market=market)
+    a, b = open_study(ctx, 0), open_study(ctx, 1)
+    ta = ask_batch(a, ctx, 4, "w:a")
+    tb = ask_batch(b, ctx, 4, "w:b")  # only 1 left in the budget
+    assert len(ta) == 4 and len(tb) == 1
+    assert count_evaluated(a) == 5
+
+
+def test_same_seed_same_results(tmp_path, market):
+    def one(folder):
+        run_study(StudyConfig(strategy=h.NAME, trials=10, sampler="tpe", folds=2, seed=7, batch=2,
+                              results=folder), market=market)
+        return results.query(folder, "SELECT trial, params, score, worst_fold, base_n_trades "
+                                     "FROM trials ORDER BY trial")
+
+    a, b = one(tmp_path / "a"), one(tmp_path / "b")
+    pd.testing.assert_frame_equal(a, b)
+    c = run_study(StudyConfig(strategy=h.NAME, trials=10, sampler="tpe", folds=2, seed=8, batch=2,
+                              results=tmp_path / "c"), market=market)
+    other = results.query(tmp_path / "c", "SELECT params FROM trials ORDER BY trial")
+    assert c.done_now == 10 and other["params"].tolist() != a["params"].tolist()
