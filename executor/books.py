@@ -1,7 +1,7 @@
 """live_candidates.json as the executor trades it: validated, and grouped into books.
 
 A book is one (strategy, interval, params): one `generate` call per closed candle serves every
-bucket promoted with those params. The file is read with sweep.candidates (its JSON Schema and
+bucket promoted with those params. The file is read with schemas.candidates (its JSON Schema and
 typed dataclasses) and refused, with a one-line reason, when it is invalid, comes from another
 harness, or was measured under another friction model than the v4 the executor trades.
 """
@@ -18,8 +18,8 @@ from harness.errors import ConfigError, HarnessError
 from harness.friction import V4
 from harness.manifest import harness_hash
 from harness.market import INTERVALS
+from schemas.candidates import Bucket, Candidates, load_candidates
 from strategies.base import RegisteredStrategy, get_strategy, make_params
-from sweep.candidates import Bucket, Candidates, load_candidates
 
 TRADED_FRICTION = V4
 

@@ -11,14 +11,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from harness.errors import HarnessError
 from executor import report
 from executor.engine import Engine
 from executor.graduation import FAIL, PASS
 from executor.health import HealthServer, to_json
 from executor.ledger import Ledger
 from executor.risk import sim_config
-from executor.runner import Loop, PaperOptions, install_signals, open_paper, publish, run
+from executor.runner import Loop, PaperOptions, open_paper, publish, run, signals_installed
+from harness.errors import HarnessError
 
 app = typer.Typer(
     name="executor",
@@ -83,40 +83,40 @@ def paper_command(
         coins=tuple(c.strip() for c in coins.split(",") if c.strip()),
         sim=sim_config(equity, risk_fraction, max_positions, max_leverage, daily_loss_halt,
                        kill_drawdown),
-        warmup_bars=warmup_bars, kill_file=kill_file, health_port=health_port, base_url=base_url,
+        warmup_bars=warmup_bars, kill_file=kill_file, base_url=base_url,
         testnet=testnet, poll_seconds=poll_seconds, store=store, results=results,
     )
-    engine, source = open_paper(opts)
     loop = Loop()
-    install_signals(loop)
-    health = HealthServer(health_port).start() if health_port is not None else None
-    try:
-        if health is not None:
-            publish(engine, health, None)
-            out.print(f"health: http://127.0.0.1:{health.port}/health and /status", style="dim")
-        out.print(f"paper executor: {len(engine.loaded.books)} book(s), {engine.loaded.n_buckets} "
-                  f"bucket(s), {engine.settings.interval} on {', '.join(engine.settings.coins)}; "
-                  f"ledger {ledger}")
-        if feed == "replay":
-            with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.description}"), TimeRemainingColumn(), console=out,
-                          transient=True) as bar:
-                done_before = source.n_bars - _remaining(engine, source)
-                task = bar.add_task("", total=source.n_bars, completed=done_before)
+    with signals_installed(loop):
+        engine, source = open_paper(opts, sleep=loop.sleep)
+        health = HealthServer(health_port).start() if health_port is not None else None
+        try:
+            if health is not None:
+                publish(engine, health)
+                out.print(f"health: http://127.0.0.1:{health.port}/health and /status", style="dim")
+            out.print(f"paper executor: {len(engine.loaded.books)} book(s), {engine.loaded.n_buckets} "
+                      f"bucket(s), {engine.settings.interval} on {', '.join(engine.settings.coins)}; "
+                      f"ledger {ledger}")
+            if feed == "replay":
+                with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.description}"), TimeRemainingColumn(), console=out,
+                              transient=True) as bar:
+                    done_before = source.n_bars - _remaining(engine, source)
+                    task = bar.add_task("", total=source.n_bars, completed=done_before)
 
-                def step(e: Engine, n: int) -> None:
-                    bar.update(task, advance=n, description=f"{e.last_ts:%Y-%m-%d %H:%M} equity "
-                                                            f"{e.last_equity:,.2f}")
-                run(engine, source, opts, loop, health, on_bar=step)
-        else:
-            def line(e: Engine, n: int) -> None:
-                out.print(f"{e.last_ts:%Y-%m-%d %H:%M} closed: equity {e.last_equity:,.2f}")
-            run(engine, source, opts, loop, health, on_bar=line)
-        _summary(engine.ledger)
-    finally:
-        if health is not None:
-            health.stop()
-        engine.ledger.close()
+                    def step(e: Engine, n: int) -> None:
+                        bar.update(task, advance=n, description=f"{e.last_ts:%Y-%m-%d %H:%M} equity "
+                                                                f"{e.last_equity:,.2f}")
+                    run(engine, source, opts, loop, health, on_bar=step)
+            else:
+                def line(e: Engine, n: int) -> None:
+                    out.print(f"{e.last_ts:%Y-%m-%d %H:%M} closed: equity {e.last_equity:,.2f}")
+                run(engine, source, opts, loop, health, on_bar=line)
+            _summary(engine.ledger)
+        finally:
+            if health is not None:
+                health.stop()
+            engine.ledger.close()
 
 
 def _remaining(engine: Engine, source) -> int:
@@ -152,6 +152,15 @@ def _summary(led: Ledger) -> None:
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+
+
+def _cell(check, pct: bool = False) -> str:
+    if check.name == "sharpe":
+        val = f"{check.value:.2f}" if check.value == check.value else "-"
+    else:
+        val = _fmt(check.value, pct)
+    style = VERDICT_STYLE.get(check.verdict, "yellow")
+    return f"[{style}]{val} ({check.verdict})[/{style}]"
 
 
 @app.command("status")
@@ -192,17 +201,11 @@ def status_command(
     for col in ("scope", "days", "trades", "sharpe", "max DD", "win rate", "verdict"):
         g.add_column(col, justify="left" if col in ("scope", "verdict") else "right")
     for gr in grads:
-        c = {x.name: x for x in gr.checks}
-
-        def cell(name: str, pct: bool = False) -> str:
-            x = c[name]
-            val = _fmt(x.value, pct) if name != "sharpe" else (f"{x.value:.2f}" if x.value == x.value else "-")
-            style = VERDICT_STYLE.get(x.verdict, "yellow")
-            return f"[{style}]{val} ({x.verdict})[/{style}]"
-
+        checks = {x.name: x for x in gr.checks}
         style = VERDICT_STYLE.get(gr.verdict, "yellow")
-        g.add_row(gr.scope, str(gr.days), str(gr.trades), cell("sharpe"), cell("max_drawdown", True),
-                  cell("win_rate", True), f"[{style}]{gr.verdict}[/{style}]")
+        g.add_row(gr.scope, str(gr.days), str(gr.trades), _cell(checks["sharpe"]),
+                  _cell(checks["max_drawdown"], True), _cell(checks["win_rate"], True),
+                  f"[{style}]{gr.verdict}[/{style}]")
     out.print(g)
 
 

@@ -27,6 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from executor.books import Book, Loaded, bucket_key
+from executor.feeds import BarRows
+from executor.ledger import Ledger, LedgerError, iso, iso_many, parse
+from executor.risk import KillSwitch, bucket_kill, is_stale
+from executor.window import Window
 from harness import kernel_nb as kn
 from harness.errors import ConfigError
 from harness.friction import V4
@@ -34,11 +39,6 @@ from harness.manifest import harness_hash
 from harness.market import Market, interval_seconds
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.simulate import SimConfig, simulate
-from executor.books import Book, Loaded, bucket_key
-from executor.feeds import BarRows
-from executor.ledger import Ledger, LedgerError, iso, iso_many, parse
-from executor.risk import KillSwitch, bucket_kill, is_stale
-from executor.window import Window
 
 FRICTION = V4
 SIDE_OF = {"long": 1, "short": -1}
@@ -123,8 +123,9 @@ class Engine:
         self.last_equity = float(eq) if eq is not None else self.session.initial_equity
         peak = ledger.scalar("SELECT MAX(equity) FROM equity WHERE session = ?", (self.session.id,))
         self.peak = max(float(peak) if peak is not None else 0.0, self.session.initial_equity)
-        self.last_tick: pd.Timestamp | None = None
+        self.last_tick: pd.Timestamp | None = None  # the feed's clock at its last tick
         self.feed_error: str | None = None
+        self.feed_stale = False
 
     # ---- creating or resuming a ledger -------------------------------------------------------
     @classmethod
@@ -142,10 +143,13 @@ class Engine:
             diffs = [k for k in keys if getattr(old, k) != getattr(settings, k)]
             if diffs:
                 k = diffs[0]
+                fix = ("its past would not replay under this harness: use a new --ledger"
+                       if k in ("harness", "friction") else "pass the same options or use a new --ledger")
                 raise LedgerError(f"{ledger.path} was started with {k}={_show(getattr(old, k))}, "
-                                  f"now {_show(getattr(settings, k))}: pass the same options or "
-                                  "use a new --ledger")
+                                  f"now {_show(getattr(settings, k))}: {fix}")
             settings = old
+            with ledger.transaction():
+                ledger.event("resume", f"resumed after {ledger.get('last_ts') or 'no bar'}")
         else:
             candles, funding = history() if history is not None else (None, None)
             with ledger.transaction():
@@ -426,10 +430,12 @@ class Engine:
         level = o if side * (o - part) >= 0 else part
         price = level * (1.0 - side * FRICTION.slippage_bps * 1e-4)
         qty = FRICTION.partial_frac * float(tr.size)
+        fee = qty * price * FRICTION.fee_bps * 1e-4
         self.ledger.con.execute(
             "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee) "
             "VALUES (?, ?, ?, ?, ?, 'partial', 'partial', ?, ?, ?)",
-            (iso(ts), iso(ts), pid, tr.coin, -side, qty, price, qty * price * FRICTION.fee_bps * 1e-4))
+            (iso(ts), iso(ts), pid, tr.coin, -side, qty, price, fee))
+        self.ledger.con.execute("UPDATE positions SET fees = fees + ? WHERE id = ?", (fee, pid))
 
     def _close_position(self, tr: Any, pid: int, ts: pd.Timestamp) -> None:
         led = self.ledger

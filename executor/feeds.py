@@ -15,18 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hyperliquid.api import API
-from hyperliquid.info import Info
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
-from harness import hl_sync
+from executor.window import CANDLE_COLS, FUNDING_COLS, empty_candles, empty_funding, market_rows
 from harness.errors import DataError
+from harness.hl_sync import HyperliquidClient
 from harness.market import interval_seconds
 from harness.sources import load_market
 from harness.validate import validate_candles, validate_funding
-from executor.window import empty_candles, empty_funding, market_rows
 
-NS = 1_000_000_000
 EXECUTOR_WEIGHT_PER_MINUTE = 200  # leaves the hourly `sweep data sync` most of the 1,200
 
 
@@ -54,7 +51,7 @@ def _ts(value, name: str) -> pd.Timestamp:
 
 
 class ReplayFeed:
-    """Plays a dataset folder, a store or the embedded default candle by candle.
+    """Plays a dataset folder, a store, a candles file or the embedded default, bar by bar.
 
     The clock of a bar is its close; `speed` X plays X times faster than real time (0: as fast
     as possible). Warm-up bars before `start` come from the same source.
@@ -113,20 +110,23 @@ class ReplayFeed:
 
 @dataclass
 class _Pending:
-    candles: dict[tuple[str, int], dict] = field(default_factory=dict)  # (coin, t ms) -> row
-    funding: dict[tuple[str, int], dict] = field(default_factory=dict)  # (coin, time ms) -> row
+    """Fetched rows of bars not handed over yet, and where each coin's next request starts."""
+
+    candles: dict[tuple[str, int], tuple] = field(default_factory=dict)  # (coin, open ms) -> row
+    funding: dict[tuple[str, int], tuple] = field(default_factory=dict)  # (coin, hour ms) -> row
     candle_cursor: dict[str, int] = field(default_factory=dict)  # next open time to ask, ms
     funding_cursor: dict[str, int] = field(default_factory=dict)  # next funding time to ask, ms
 
 
 class HyperliquidFeed:
-    """Polls closed candles and funding through `Info(base_url, skip_ws=True)`.
+    """Polls closed candles and funding through harness.hl_sync.HyperliquidClient.
 
-    Requests go through harness.hl_sync's weight budget and retries (HTTP 429, 5xx, connection
-    errors and timeouts back off; after `max_tries` the poll reports an error and the next one
-    tries again). A bar is handed over once it has closed and every coin either has its candle,
-    already has a later one (a gap), or `grace` seconds passed since the close. Records that
-    arrive for a bar already handed over are dropped: a processed bar is final.
+    That client is the SDK's `Info(base_url, skip_ws=True)` behind the weight budget and the
+    retries the data sync uses (HTTP 429, 5xx, connection errors and timeouts back off; after
+    `max_tries` the poll reports an error and the next one tries again). A bar is handed over
+    once it has closed and every coin either has its candle, already has a later one (a gap),
+    or `grace` seconds passed since the close. Records arriving for a bar already handed over are
+    dropped: a processed bar is final.
     """
 
     kind = "hyperliquid"
@@ -145,26 +145,20 @@ class HyperliquidFeed:
         self.poll_seconds, self.grace_ms = poll_seconds, int(grace_seconds * 1000)
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.sleep = sleep
-        self.client = hl_sync._Client(self.url, hl_sync.WeightBudget(weight_per_minute, sleep=sleep),
-                                      sleep, max_tries, backoff, timeout)
-        self.timeout = timeout
-        self.info: Info | None = None
+        self._client_kw = dict(sleep=sleep, max_tries=max_tries, backoff=backoff, timeout=timeout,
+                               weight_per_minute=weight_per_minute)
+        self.client: HyperliquidClient | None = None
         self.pending = _Pending()
 
     def connect(self) -> None:
-        """Fetch meta once and check the coins are listed perps (DataError otherwise)."""
-        api = API(self.url, timeout=self.timeout)
-        meta = self.client.post_info(api, {"type": "meta"})
-        spot_meta = self.client.post_info(api, {"type": "spotMeta"})
-        known = set(hl_sync.perp_names(meta, include_delisted=True))
+        """Fetch meta once and check the coins are perps there (DataError otherwise)."""
+        client = HyperliquidClient(self.url, **self._client_kw)
+        known = set(client.perps(include_delisted=True))
         unknown = [c for c in self.coins if c not in known]
         if unknown:
             raise DataError(f"coin {unknown[0]!r} is not a perp on {self.url}; fix the candidates "
                             "file or --coins")
-        try:
-            self.info = Info(self.url, skip_ws=True, meta=meta, spot_meta=spot_meta, timeout=self.timeout)
-        except (KeyError, TypeError) as exc:
-            raise DataError(f"Hyperliquid at {self.url}: unexpected meta/spotMeta ({exc!r})") from None
+        self.client = client
 
     @property
     def last_closed(self) -> pd.Timestamp:
@@ -174,37 +168,37 @@ class HyperliquidFeed:
 
     def history(self, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Closed candles opening in [start, end) and their funding (the warm-up)."""
-        if self.info is None:
+        if self.client is None:
             self.connect()
         s, e = _ms(start), _ms(end)
         now = min(self.now_ms(), e)
-        rows, frows = [], []
+        candles, funding = [], []
         for coin in self.coins:
-            got, _ = hl_sync._fetch_candles(self.client, self.info, coin, self.interval, s, now)
-            rows.append(hl_sync._candle_frame([r for r in got if s <= int(r["t"]) < e], coin, self.interval))
-            f = hl_sync._fetch_funding(self.client, self.info, coin, s, e - 1)
-            frows.append(hl_sync._funding_frame(f, coin))
-        candles = _valid_candles(pd.concat(rows, ignore_index=True), self.interval, self.url)
-        funding = _valid_funding(pd.concat(frows, ignore_index=True), self.url)
-        return candles, funding
+            frame, _ = self.client.candles(coin, self.interval, s, now)
+            candles.append(frame[frame["ts"] < end])
+            funding.append(self.client.funding(coin, s, e - 1))
+        return (_valid_candles(pd.concat(candles, ignore_index=True), self.interval, self.url),
+                _valid_funding(pd.concat(funding, ignore_index=True), self.url))
 
     def _poll(self, after_ms: int, now: int) -> None:
+        """Fetch what is new; rows are validated before any is kept (a bad answer is re-asked)."""
         p = self.pending
         for coin in self.coins:
             start = p.candle_cursor.get(coin, after_ms + self.step_ms)
-            got, _ = hl_sync._fetch_candles(self.client, self.info, coin, self.interval, start, now)
-            for r in got:
-                t = int(r["t"])
+            frame = _valid_candles(self.client.candles(coin, self.interval, start, now)[0],
+                                   self.interval, self.url)
+            for row in frame.itertuples(index=False):
+                t = _ms(row.ts)
                 if t > after_ms:
-                    p.candles[(coin, t)] = r
-            if got:
-                p.candle_cursor[coin] = max(int(r["t"]) for r in got) + self.step_ms
+                    p.candles[(coin, t)] = tuple(row)
+                p.candle_cursor[coin] = max(p.candle_cursor.get(coin, 0), t + self.step_ms)
         for coin in self.coins:
             start = p.funding_cursor.get(coin, after_ms + self.step_ms)
-            for r in hl_sync._fetch_funding(self.client, self.info, coin, start, now):
-                p.funding[(coin, int(r["time"]))] = r
-                start = max(start, int(r["time"]) + 1)
-            p.funding_cursor[coin] = start
+            raw = self.client.funding(coin, start, now)
+            for row in _valid_funding(raw, self.url).itertuples(index=False):  # ts on the hour
+                p.funding[(coin, _ms(row.ts))] = tuple(row)
+            if len(raw):
+                p.funding_cursor[coin] = _ms(raw["ts"].max()) + 1
 
     def _ready(self, after_ms: int, now: int) -> list[int]:
         out, t = [], after_ms + self.step_ms
@@ -219,21 +213,18 @@ class HyperliquidFeed:
 
     def _bar(self, t: int, now: pd.Timestamp) -> BarRows:
         p = self.pending
-        crow = {c: p.candles.pop((c, t)) for c in self.coins if (c, t) in p.candles}
-        candles = (pd.concat([hl_sync._candle_frame([r], c, self.interval) for c, r in crow.items()],
-                             ignore_index=True) if crow else empty_candles())
-        keys = [k for k in p.funding if t <= k[1] - k[1] % 3_600_000 < t + self.step_ms]
-        frows = [hl_sync._funding_frame([p.funding.pop(k)], k[0]) for k in sorted(keys)]
-        funding = _valid_funding(pd.concat(frows, ignore_index=True), self.url) if frows else empty_funding()
-        if len(candles):
-            candles = _valid_candles(candles, self.interval, self.url)
+        crows = [p.candles.pop((c, t)) for c in self.coins if (c, t) in p.candles]
+        keys = sorted(k for k in p.funding if t <= k[1] < t + self.step_ms)
+        frows = [p.funding.pop(k) for k in keys]
+        candles = pd.DataFrame(crows, columns=list(CANDLE_COLS)) if crows else empty_candles()
+        funding = pd.DataFrame(frows, columns=list(FUNDING_COLS)) if frows else empty_funding()
         return BarRows(pd.Timestamp(t, unit="ms", tz="UTC"), candles, funding, now)
 
     def _drop_late(self, after_ms: int) -> None:
         p = self.pending
         for k in [k for k in p.candles if k[1] <= after_ms]:
             del p.candles[k]
-        for k in [k for k in p.funding if k[1] - k[1] % self.step_ms <= after_ms]:
+        for k in [k for k in p.funding if k[1] < after_ms + self.step_ms]:
             del p.funding[k]
 
     def ticks(self, after: pd.Timestamp | None) -> Iterator[Tick]:
@@ -244,11 +235,10 @@ class HyperliquidFeed:
             now_ts = pd.Timestamp(now, unit="ms", tz="UTC")
             if now >= after_ms + 2 * self.step_ms:  # the next bar has closed: ask for it
                 try:
-                    if self.info is None:
+                    if self.client is None:
                         self.connect()
                     self._poll(after_ms, now)
-                    ready = self._ready(after_ms, now)
-                    bars = tuple(self._bar(t, now_ts) for t in ready)
+                    bars = tuple(self._bar(t, now_ts) for t in self._ready(after_ms, now))
                 except DataError as exc:
                     yield Tick(now=now_ts, error=str(exc))
                     self.sleep(self.poll_seconds)

@@ -3,7 +3,8 @@
 Graduation needs, over at least 20 trading days (UTC days with processed candles): paper
 Sharpe > 0.3 (daily returns, 365-day annualization, harness.metrics.sharpe), max drawdown < 25%
 and win rate > 40%. Each check reads pass, fail, or not enough data yet; a drawdown already at
-the limit fails at once. Overall uses the marked equity of every bar; a bucket uses its own
+the limit fails at once, and Sharpe and win rate wait for a closed trade. Overall uses the
+marked equity of every bar; a bucket uses its own
 track: initial equity plus the bucket's realized PnL, booked on its trades' exit days.
 """
 
@@ -59,8 +60,9 @@ def _checks(daily: np.ndarray, dd: float, pnl: np.ndarray, days: int) -> tuple[C
     enough = days >= MIN_DAYS
     sr = float(sharpe(daily)[0]) if daily.size else 0.0
     win = float((pnl > 0).mean()) if pnl.size else float("nan")
-    return (
-        Check("sharpe", sr, f"> {MIN_SHARPE}", (PASS if sr > MIN_SHARPE else FAIL) if enough else WAIT),
+    return (  # no closed trade yet: a flat track says nothing about the edge
+        Check("sharpe", sr, f"> {MIN_SHARPE}",
+              (PASS if sr > MIN_SHARPE else FAIL) if enough and pnl.size else WAIT),
         Check("max_drawdown", dd, f"< {MAX_DRAWDOWN:.0%}",
               FAIL if dd >= MAX_DRAWDOWN else PASS if enough else WAIT),
         Check("win_rate", win, f"> {MIN_WIN_RATE:.0%}",

@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from harness.market import interval_seconds
 from executor.engine import Settings, default_kill_file
 from executor.graduation import Graduation, graduate
 from executor.ledger import Ledger, parse
+from harness.market import interval_seconds
 
 
 def _day_start_equity(led: Ledger, clock: pd.Timestamp, step: pd.Timedelta, initial: float) -> float:

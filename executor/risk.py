@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.simulate import SimConfig
-from sweep.candidates import KillCriteria
+from schemas.candidates import KillCriteria
 
 STALE_INTERVALS = 2  # no new entries when the candle acted on is older than this many bars
 

@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from harness.errors import ConfigError, HarnessError
-from harness.market import interval_seconds
-from harness.simulate import SimConfig
 from executor import report
 from executor.books import Loaded, load_books
 from executor.engine import Engine, Settings, default_kill_file, settings_for
-from executor.feeds import HyperliquidFeed, ReplayFeed, Tick
+from executor.feeds import HyperliquidFeed, ReplayFeed
 from executor.health import HealthServer
 from executor.ledger import Ledger
 from executor.risk import KillSwitch, is_stale
-from sweep.ledger_cli import register_ledger
+from harness.errors import ConfigError, HarnessError
+from harness.market import interval_seconds
+from harness.simulate import SimConfig
+from schemas.ledgers import register_ledger
+
 
 @dataclass(frozen=True)
 class PaperOptions:
@@ -42,7 +45,6 @@ class PaperOptions:
     sim: SimConfig = field(default_factory=SimConfig)
     warmup_bars: int = 500
     kill_file: Path | None = None
-    health_port: int | None = None
     base_url: str | None = None
     testnet: bool = False
     poll_seconds: float = 20.0
@@ -57,10 +59,19 @@ class Loop:
     stop: bool = False
     reload: bool = False
 
+    def sleep(self, seconds: float) -> None:
+        """The feeds' sleep: cut short by a stop, so SIGTERM never waits out a poll interval."""
+        end = time.monotonic() + seconds
+        while not self.stop and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.2))
+
 
 def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
-               sleep: Callable[[float], None] | None = None) -> tuple[Engine, Any]:
-    """Validate everything, then open (or resume) the ledger; HarnessError with one line if not."""
+               sleep: Callable[[float], None] | None = None, **feed_kw: Any) -> tuple[Engine, Any]:
+    """Validate everything, then open (or resume) the ledger; HarnessError with one line if not.
+
+    sleep is the feeds' pause (the command passes one that a stop cuts short); now_ms and
+    feed_kw (HyperliquidFeed's timeout, max_tries, ...) are for tests."""
     loaded = load_books(opts.candidates, opts.interval)
     if opts.feed not in ("replay", "hyperliquid"):
         raise ConfigError(f"--feed must be replay or hyperliquid, got {opts.feed!r}")
@@ -83,7 +94,7 @@ def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
             history = feed.history
         else:
             feed = HyperliquidFeed(loaded.interval, coins, opts.base_url, opts.testnet,
-                                   opts.poll_seconds, now_ms=now_ms, **kw)
+                                   opts.poll_seconds, now_ms=now_ms, **kw, **feed_kw)
             feed.connect()
             step = pd.Timedelta(seconds=interval_seconds(loaded.interval))
             if stored:
@@ -106,16 +117,13 @@ def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
     return engine, feed
 
 
-def publish(engine: Engine, health: HealthServer | None, tick: Tick | None) -> dict:
+def publish(engine: Engine, health: HealthServer | None) -> dict:
     """The /status document: the ledger's status plus the feed's clock, lag and error."""
     doc = report.status(engine.ledger, engine.kill.path)
     loaded: Loaded = engine.loaded
     doc["candidates"] = {"path": str(loaded.path), "sha": loaded.sha, "buckets": loaded.n_buckets,
                          "books": [{"id": b.id, "strategy": b.name, "buckets": len(b.buckets)}
                                    for b in loaded.books]}
-    if tick is not None:
-        engine.last_tick = tick.now
-        engine.feed_error = tick.error if tick.error else (None if tick.bars else engine.feed_error)
     now = engine.last_tick
     if now is not None and engine.last_ts is not None:
         doc["feed_lag_seconds"] = (now - (engine.last_ts + engine.step)).total_seconds()
@@ -135,7 +143,6 @@ def run(engine: Engine, feed: Any, opts: PaperOptions, loop: Loop | None = None,
     """Feed ticks to the engine until the feed ends, a stop is asked, or max_ticks; bars done."""
     loop = loop or Loop()
     done = ticks = 0
-    was_stale = False
     after = engine.last_ts if engine.last_ts is not None else engine.settings.first_bar - engine.step
     for tick in feed.ticks(after):
         if loop.reload:
@@ -145,33 +152,37 @@ def run(engine: Engine, feed: Any, opts: PaperOptions, loop: Loop | None = None,
             except HarnessError as exc:
                 with engine.ledger.transaction():
                     engine.ledger.event("reload_refused", f"kept the previous candidates: {exc}", engine.last_ts)
-        if tick.error:
+        if tick.error and tick.error != engine.feed_error:  # once per streak of the same error
             with engine.ledger.transaction():
                 engine.ledger.event("feed_error", tick.error, tick.now)
+        engine.feed_error, engine.last_tick = tick.error, tick.now
         for bar in tick.bars:
             n = engine.process(bar)
             done += n
             if on_bar is not None and n:
                 on_bar(engine, n)
         stale = engine.last_ts is not None and is_stale(engine.last_ts, tick.now, engine.step)
-        if stale != was_stale:
+        if stale != engine.feed_stale:
             with engine.ledger.transaction():
                 engine.ledger.event("stale_feed" if stale else "feed_ok",
                                     f"newest candle {engine.last_ts}, clock {tick.now}", tick.now)
-            was_stale = stale
+            engine.feed_stale = stale
         if health is not None:
-            publish(engine, health, tick)
-        else:
-            engine.last_tick = tick.now
+            publish(engine, health)
         ticks += 1
         if loop.stop or (max_ticks is not None and ticks >= max_ticks):
             break
     return done
 
 
-def install_signals(loop: Loop) -> None:
-    """SIGHUP: reload candidates; SIGTERM / SIGINT: stop after the bar in flight."""
+@contextmanager
+def signals_installed(loop: Loop) -> Iterator[None]:
+    """SIGHUP: reload candidates; SIGTERM / SIGINT: stop after the bar in flight.
+
+    The previous handlers come back when the block ends, so an in-process caller keeps its own.
+    """
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def hup(signum, frame) -> None:
@@ -180,6 +191,10 @@ def install_signals(loop: Loop) -> None:
     def stop(signum, frame) -> None:
         loop.stop = True
 
-    signal.signal(signal.SIGHUP, hup)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    handlers = {signal.SIGHUP: hup, signal.SIGTERM: stop, signal.SIGINT: stop}
+    old = {s: signal.signal(s, h) for s, h in handlers.items()}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

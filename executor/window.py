@@ -8,8 +8,6 @@ one row, not a rebuild.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 
@@ -104,23 +102,23 @@ class Window:
     def add(self, candles: pd.DataFrame, funding: pd.DataFrame, bar: pd.Timestamp | None = None) -> None:
         """Rows of one bar (`bar`) or of many (bar None: each row's own bar).
 
-        build_market keeps funding only for coins it has candles of, so every coin gets a
-        placeholder candle one bar before the first: that row is dropped, and a coin without a
-        candle at a bar keeps its funding there, as when the whole history is built at once.
+        build_market keeps funding only for coins it has candles of, and only on bars between
+        its first and last candle, so every coin gets a placeholder candle one bar before the
+        first and one after the last; those two rows are dropped. A coin without a candle at a
+        bar keeps its funding there, as when the whole history is built at once.
         """
         if not len(candles) and not len(funding):
             return
         step = pd.Timedelta(self.step)
-        first = bar if bar is not None else min(
-            x for x in (candles["ts"].min() if len(candles) else None,
-                        funding["ts"].min() if len(funding) else None) if x is not None)
-        first = pd.Timestamp(first).floor(step)
+        stamps = [x for x in (candles["ts"], funding["ts"]) if len(x)]
+        first = pd.Timestamp(bar if bar is not None else min(x.min() for x in stamps)).floor(step)
+        last = pd.Timestamp(bar if bar is not None else max(x.max() for x in stamps)).floor(step)
         n = len(self.coins)
+        ends = np.r_[np.full(n, (first - step).value), np.full(n, (last + step).value)].astype(np.int64)
         c = pd.DataFrame({
-            "coin": np.r_[np.array(self.coins, dtype=object), candles["coin"].to_numpy(dtype=object)],
-            "ts": pd.DatetimeIndex(np.r_[np.full(n, (first - step).value, dtype=np.int64),
-                                         _ns(candles["ts"])].view("datetime64[ns]"), tz="UTC"),
-            **{k: np.r_[np.full(n, 0.0 if k == "volume" else 1.0), candles[k].to_numpy(np.float64)]
+            "coin": np.r_[np.array(self.coins * 2, dtype=object), candles["coin"].to_numpy(dtype=object)],
+            "ts": pd.DatetimeIndex(np.r_[ends, _ns(candles["ts"])].view("datetime64[ns]"), tz="UTC"),
+            **{k: np.r_[np.full(2 * n, 0.0 if k == "volume" else 1.0), candles[k].to_numpy(np.float64)]
                for k in CANDLE_COLS[2:]},
         })
         f = funding.loc[:, list(FUNDING_COLS)]
@@ -129,7 +127,7 @@ class Window:
             if (order != np.arange(len(f))).any():
                 f = f.iloc[order].reset_index(drop=True)
         m = build_market(c, f, self.interval, self.source, self.synthetic)
-        m = m.slice(1, 2 if bar is not None else m.n_bars)
+        m = m.slice(1, m.n_bars - 1)
         self._reserve(int((m.ts_ns[-1] - self._start_ns) // self.step) + 1)
         _paste(self._arrays, m, self.coins, self._start_ns, self.step)
 

@@ -54,9 +54,15 @@ the UTC day's starting equity * (1 - daily_loss_halt) flattens likewise and bloc
 fill bar is on that UTC day (daily_halt). Legacy flattens at the same close.
 
 Segments [start, stop) are independent runs from initial equity; entries only inside; every
-position still open is closed at the close of the segment's last bar (end_of_data).
-Outputs: per-segment stats, per-coin exposure sums, end-of-UTC-day equity, optional per-bar
-equity, the drawdown of the chained segments, and closed trades (a trade buffer that is too
+position still open is closed at the close of the segment's last bar (end_of_data), at its
+last known close if the coin has no price there.
+
+Equity is marked at every bar close: cash plus open positions at their last close. Outputs:
+per-segment stats (final equity, max drawdown from the initial equity on, trades, wins, sum of
+R, fees, funding, time-averaged gross notional / equity, HHI of the per-coin sums of notional
+held at bar closes), those per-coin sums, the equity at the end of each UTC day (by bar open
+time; a day without bars carries the equity), optional per-bar equity, the drawdown of the
+chained segments (segment k compounding on k-1), and closed trades (a trade buffer that is too
 small keeps counting, so the caller can grow it and rerun: trades are never dropped silently).
 """
 
@@ -88,10 +94,10 @@ N_STATS = 13
  T_R, T_PNL, T_FEES, T_FUNDING, T_REASON, T_PARTIAL, T_SEG, T_EXIT_AT_OPEN) = range(18)
 N_TRADE_FIELDS = 18
 
-# slot state: floats
+# slot state: floats (F_QLO/F_QHI: a bar with low > F_QLO and high < F_QHI touches no level)
 (F_SIZE, F_SIZE0, F_ENTRY, F_R, F_STOP, F_TARGET, F_PART, F_BEST, F_TRAILD, F_LIQ, F_MARGIN,
- F_FEES, F_FUND, F_PGROSS, F_PVAL, F_NOTIONAL0) = range(16)
-NSF = 16
+ F_FEES, F_FUND, F_PGROSS, F_PVAL, F_NOTIONAL0, F_QLO, F_QHI) = range(18)
+NSF = 18
 # slot state: ints (I_COIN < 0: free slot)
 I_COIN, I_SIDE, I_SIGBAR, I_FILLBAR, I_HOLD_UNTIL, I_KIND, I_REQ, I_PARTIAL = range(8)
 NSI = 8
@@ -99,115 +105,32 @@ NSI = 8
 NO_BAR = np.int64(1) << 62
 
 
-@njit(cache=True, error_model="numpy")
-def _close_slot(k, fill, reason, bar, at_open, seg, sf, si, coin_slot, fee_rate,
-                trades, tbase, tcap, cnt, st):
-    """Close slot k at `fill` (slippage already applied); return the cash change."""
+@njit(cache=True, error_model="numpy", inline="always")
+def _band(sf, si, k, use_liq, use_trail, trail_start):
+    """The quiet band of slot k: inside it a bar touches no stop, liquidation, partial or
+    target level and makes no new best price, so the bar needs no intrabar work."""
     side = si[k, I_SIDE]
-    size = sf[k, F_SIZE]
-    if reason == R_LIQ:
-        gross = -sf[k, F_MARGIN]
-        st[S_NLIQ] += 1.0
+    adverse = sf[k, F_STOP]
+    if use_liq:
+        adverse = max(adverse, sf[k, F_LIQ]) if side > 0 else min(adverse, sf[k, F_LIQ])
+    fav = np.inf * side
+    tgt = sf[k, F_TARGET]
+    if tgt == tgt:
+        fav = min(fav, tgt) if side > 0 else max(fav, tgt)
+    part = sf[k, F_PART]
+    if si[k, I_PARTIAL] == 0 and part == part:
+        fav = min(fav, part) if side > 0 else max(fav, part)
+    if use_trail:  # the best price matters from the trail start on, then every new best does
+        b = sf[k, F_BEST]
+        thr = sf[k, F_ENTRY] + side * trail_start * sf[k, F_R]
+        b = max(b, thr) if side > 0 else min(b, thr)
+        fav = min(fav, b) if side > 0 else max(fav, b)
+    if side > 0:
+        sf[k, F_QLO] = adverse
+        sf[k, F_QHI] = fav
     else:
-        gross = side * size * (fill - sf[k, F_ENTRY])
-    fee = size * fill * fee_rate
-    fees = sf[k, F_FEES] + fee
-    fund = sf[k, F_FUND]
-    pnl = sf[k, F_PGROSS] + gross - fees - fund
-    size0 = sf[k, F_SIZE0]
-    r = pnl / (size0 * sf[k, F_R])
-    st[S_NTRADES] += 1.0
-    if pnl > 0:
-        st[S_WINS] += 1.0
-    st[S_SUMR] += r
-    st[S_FEES] += fees
-    st[S_FUNDING] += fund
-    n = cnt[0]
-    if n < tcap:
-        row = tbase + n
-        trades[row, T_COIN] = si[k, I_COIN]
-        trades[row, T_SIDE] = side
-        trades[row, T_SIGBAR] = si[k, I_SIGBAR]
-        trades[row, T_ENTRYBAR] = si[k, I_FILLBAR]
-        trades[row, T_EXITBAR] = bar
-        trades[row, T_ENTRY] = sf[k, F_ENTRY]
-        trades[row, T_EXIT] = (sf[k, F_PVAL] + size * fill) / size0
-        trades[row, T_SIZE] = size0
-        trades[row, T_NOTIONAL] = sf[k, F_NOTIONAL0]
-        trades[row, T_STOP] = sf[k, F_R]
-        trades[row, T_R] = r
-        trades[row, T_PNL] = pnl
-        trades[row, T_FEES] = fees
-        trades[row, T_FUNDING] = fund
-        trades[row, T_REASON] = reason
-        trades[row, T_PARTIAL] = si[k, I_PARTIAL]
-        trades[row, T_SEG] = seg
-        trades[row, T_EXIT_AT_OPEN] = 1.0 if at_open else 0.0
-    cnt[0] = n + 1
-    coin_slot[si[k, I_COIN]] = -1
-    si[k, I_COIN] = -1
-    return gross - fee
-
-
-@njit(cache=True, error_model="numpy")
-def _take_partial(k, fill, frac, sf, si, fee_rate):
-    """Close frac of the entry size at `fill`, stop to breakeven from the next bar."""
-    side = si[k, I_SIDE]
-    qty = min(frac * sf[k, F_SIZE0], sf[k, F_SIZE])
-    gross = side * qty * (fill - sf[k, F_ENTRY])
-    fee = qty * fill * fee_rate
-    remaining = sf[k, F_SIZE] - qty
-    sf[k, F_MARGIN] *= remaining / sf[k, F_SIZE]
-    sf[k, F_SIZE] = remaining
-    sf[k, F_PGROSS] += gross
-    sf[k, F_FEES] += fee
-    sf[k, F_PVAL] += qty * fill
-    si[k, I_PARTIAL] = 1
-    entry = sf[k, F_ENTRY]
-    if side * (entry - sf[k, F_STOP]) > 0:
-        sf[k, F_STOP] = entry
-        si[k, I_KIND] = R_PARTIAL
-    return gross - fee
-
-
-@njit(cache=True, error_model="numpy")
-def _slot_summary(si, K):
-    """(a close is pending, earliest time-stop bar) over the open slots."""
-    pending = False
-    min_hold = NO_BAR
-    for k in range(K):
-        if si[k, I_COIN] >= 0:
-            pending |= si[k, I_REQ] > 0
-            min_hold = min(min_hold, si[k, I_HOLD_UNTIL])
-    return pending, min_hold
-
-
-@njit(cache=True, error_model="numpy")
-def _mark(sf, si, last_px, K):
-    """(unrealized pnl, gross notional) of the open slots at their last prices."""
-    upnl = 0.0
-    gross = 0.0
-    for k in range(K):
-        c = si[k, I_COIN]
-        if c >= 0:
-            lp = last_px[c]
-            upnl += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
-            gross += sf[k, F_SIZE] * lp
-    return upnl, gross
-
-
-@njit(cache=True, error_model="numpy")
-def _close_all(reason, bar, slip, g, sf, si, coin_slot, last_px, fee_rate, trades, tbase, tcap,
-               cnt, st, K):
-    """Close every open slot at its last price (end of data, legacy risk flatten)."""
-    dcash = 0.0
-    for k in range(K):
-        c = si[k, I_COIN]
-        if c >= 0:
-            side = si[k, I_SIDE]
-            dcash += _close_slot(k, last_px[c] * (1.0 - side * slip), reason, bar, False, g, sf, si,
-                                 coin_slot, fee_rate, trades, tbase, tcap, cnt, st)
-    return dcash
+        sf[k, F_QLO] = fav
+        sf[k, F_QHI] = adverse
 
 
 @njit(cache=True, error_model="numpy")
@@ -216,6 +139,8 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
              ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail,
              e0, e1, ex_bar, ex_coin, x0, x1, prm,
              trades, tbase, tcap, seg_stats, coin_expo, day_eq, eq_out, chain_dd):
+    """One parameter set over all segments. No helper calls in the bar loop: a numba call
+    increfs and decrefs every array argument (atomics), which costs more than the bar itself."""
     n_coins = open_.shape[1]
     K = int(prm[P_MAXPOS])
     init = prm[P_INIT]
@@ -242,13 +167,17 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
 
     sf = np.zeros((K, NSF))
     si = np.full((K, NSI), -1, dtype=np.int64)
+    olist = np.zeros(K, dtype=np.int64)  # the open slots, n_open of them
+    cr = np.full(K, -1, dtype=np.int64)  # close reason marked in this phase (-1: none)
+    cpx = np.zeros(K)  # its fill price, slippage applied
+    cop = np.zeros(K, dtype=np.bool_)  # filled at the bar's open
     coin_slot = np.full(n_coins, -1, dtype=np.int64)
     last_px = np.full(n_coins, np.nan)
     last_setup = np.zeros(n_coins, dtype=np.int64)
     has_setup = np.zeros(n_coins, dtype=np.bool_)
     cand = np.zeros(n_coins, dtype=np.bool_)
-    cnt = np.zeros(1, dtype=np.int64)
     seg_coin = np.zeros(n_coins)
+    n_tr = 0
 
     chain = 1.0
     chain_peak = init
@@ -261,6 +190,7 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
         cash = init
         for k in range(K):
             si[k, I_COIN] = -1
+            cr[k] = -1
         coin_slot[:] = -1
         has_setup[:] = False
         seg_coin[:] = 0.0
@@ -284,74 +214,45 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
         slot0 = seg_slot0[g]
         eq = init
         expo_acc = 0.0
-        for t in range(s0, s1):
+        t = s0
+        while t < s1:
+            # ---- flat: jump to the next bar where something can happen ------------------------
+            if n_open == 0 and flat_req == 0:
+                nxt = s1 - 1
+                if not killed:
+                    nxt = min(nxt, ev_next + 1 if next_open else ev_next)
+                if nxt > t:
+                    if record_eq:
+                        eq_out[p, eqc:eqc + nxt - t] = cash
+                        eqc += nxt - t
+                    t = nxt
             d = bar_day[t]
-            if d != cur_day:
-                day_eq[p, slot0 + cur_day - day0] = prev_eq
+            if d != cur_day:  # the days since the last bar (skipped or without bars) end flat
+                for dd in range(cur_day, d):
+                    day_eq[p, slot0 + dd - day0] = prev_eq
                 cur_day = d
                 daily_level = prev_eq * (1.0 - daily)
-            # ---- next-open fill: decisions of t-1 at the open of t (most bars: nothing) ----
-            if next_open and t > s0:
-                while ex_next < t - 1:  # exits while flat are never looked at
-                    xi += 1
-                    ex_next = ex_bar[xi] if xi < x1 else NO_BAR
-                need = ev_next == t - 1
-                if n_open > 0 and (flat_req > 0 or pending or t >= min_hold or ex_next == t - 1):
-                    need = True
-                if need:
-                    blocked = killed or d == halted_day
-                    cash, n_open, ei, xi = _fill_step(
-                        t - 1, t, open_, True, flat_req, blocked, g,
-                        cash, n_open, ei, xi, e1, x1, K, listed, max_lev, ev_bar, ev_coin, ev_dir,
-                        ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail, ex_bar, ex_coin,
-                        sf, si, coin_slot, last_px, last_setup, has_setup, cand, sizing, risk_frac,
-                        fraction, max_gross, pos_lev, fee_rate, slip, dedup, use_partial, use_liq,
-                        part_r, trail_dist, trades, tbase, tcap, cnt, st)
-                    pending, min_hold = _slot_summary(si, K)
-                    ev_next = ev_bar[ei] if ei < e1 else NO_BAR
-                    ex_next = ex_bar[xi] if xi < x1 else NO_BAR
-                flat_req = 0
-            # ---- one pass over open slots: intrabar levels, trailing, funding, mark ----------
             upnl = 0.0
             gross = 0.0
-            if n_open > 0:
-                closed = False
-                for k in range(K):
+            # ---- fast path: nothing to fill at this open and no level inside any bar range ----
+            quiet = False
+            if next_open and n_open > 0 and s0 < t < s1 - 1 and flat_req == 0:
+                while ex_next < t - 1:
+                    xi += 1
+                    ex_next = ex_bar[xi] if xi < x1 else NO_BAR
+                if ev_next != t - 1 and ex_next != t - 1 and not pending and t < min_hold:
+                    quiet = True
+                    for q in range(n_open):
+                        k = olist[q]
+                        c = si[k, I_COIN]
+                        if not (low[t, c] > sf[k, F_QLO] and high[t, c] < sf[k, F_QHI]):
+                            quiet = False
+                            break
+            if quiet:
+                for q in range(n_open):
+                    k = olist[q]
                     c = si[k, I_COIN]
-                    if c < 0:
-                        continue
                     side = si[k, I_SIDE]
-                    if si[k, I_FILLBAR] < t:
-                        o = open_[t, c]
-                        h = high[t, c]
-                        lo = low[t, c]
-                        if o == o and h == h and lo == lo:
-                            worst = lo if side > 0 else h
-                            best = h if side > 0 else lo
-                            # a level touched? (NaN levels compare False)
-                            touched = side * (worst - sf[k, F_STOP]) <= 0.0
-                            touched |= use_liq and side * (worst - sf[k, F_LIQ]) <= 0.0
-                            touched |= side * (best - sf[k, F_TARGET]) >= 0.0
-                            touched |= si[k, I_PARTIAL] == 0 and side * (best - sf[k, F_PART]) >= 0.0
-                            if touched:
-                                cash += _intrabar(k, t, g, o, h, lo, sf, si, coin_slot, fee_rate,
-                                                  slip, use_liq, use_trail, part_frac, trail_start,
-                                                  trades, tbase, tcap, cnt, st)
-                                if si[k, I_COIN] < 0:
-                                    n_open -= 1
-                                    closed = True
-                                    continue
-                            elif use_trail:
-                                b = sf[k, F_BEST]
-                                if side * (best - b) > 0.0:
-                                    b = best
-                                    sf[k, F_BEST] = b
-                                R = sf[k, F_R]
-                                if side * (b - sf[k, F_ENTRY]) >= trail_start * R:
-                                    level = b - side * sf[k, F_TRAILD] * R
-                                    if side * (level - sf[k, F_STOP]) > 0.0:
-                                        sf[k, F_STOP] = level
-                                        si[k, I_KIND] = R_TRAIL
                     size = sf[k, F_SIZE]
                     cl = close[t, c]
                     if cl == cl:
@@ -361,38 +262,11 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                             cash -= amt
                             sf[k, F_FUND] += amt
                     lp = last_px[c]
+                    v = size * lp
                     upnl += side * size * (lp - sf[k, F_ENTRY])
-                    gross += size * lp
-                    if next_open:
-                        seg_coin[c] += size * lp
-                if closed:
-                    pending, min_hold = _slot_summary(si, K)
-            # ---- legacy fill: decisions of t at the close of t -------------------------------
-            if not next_open:
-                blocked = killed or d == halted_day or t == s1 - 1
-                cash, n_open, ei, xi = _fill_step(
-                    t, t, close, False, flat_req, blocked, g,
-                    cash, n_open, ei, xi, e1, x1, K, listed, max_lev, ev_bar, ev_coin, ev_dir,
-                    ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail, ex_bar, ex_coin,
-                    sf, si, coin_slot, last_px, last_setup, has_setup, cand, sizing, risk_frac,
-                    fraction, max_gross, pos_lev, fee_rate, slip, dedup, use_partial, use_liq,
-                    part_r, trail_dist, trades, tbase, tcap, cnt, st)
-                flat_req = 0
-                pending, min_hold = _slot_summary(si, K)
-                upnl, gross = _mark(sf, si, last_px, K)
-                for k in range(K):
-                    c = si[k, I_COIN]
-                    if c >= 0:
-                        seg_coin[c] += sf[k, F_SIZE] * last_px[c]
-            # ---- end of segment: close everything at the last close --------------------------
-            if t == s1 - 1 and n_open > 0:
-                cash += _close_all(R_END, t, slip, g, sf, si, coin_slot, last_px, fee_rate,
-                                   trades, tbase, tcap, cnt, st, K)
-                n_open = 0
-                upnl = 0.0
-            eq = cash + upnl
-            # ---- risk controls on the marked equity ----------------------------------------
-            if t < s1 - 1:
+                    gross += v
+                    seg_coin[c] += v
+                eq = cash + upnl
                 if not killed and eq <= kill_level:
                     killed = True
                     flat_req = R_KILL
@@ -400,17 +274,341 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                     halted_day = d
                     st[S_HALTS] += 1.0
                     flat_req = R_DAILY
-                if flat_req > 0 and n_open == 0:
-                    flat_req = 0
-                if flat_req > 0 and not next_open:  # legacy flattens at this close
-                    cash += _close_all(flat_req, t, slip, g, sf, si, coin_slot, last_px, fee_rate,
-                                       trades, tbase, tcap, cnt, st, K)
-                    n_open = 0
-                    flat_req = 0
-                    pending = False
-                    min_hold = NO_BAR
-                    eq = cash
-            # ---- metrics --------------------------------------------------------------------
+            else:
+                # phases: 0 next-open fill, 1 intrabar + funding (+ mark), 2 legacy close fill,
+                # 3 mark (legacy) / risk controls / end of segment
+                for phase in range(4):
+                    nc = 0
+                    fill_phase = False
+                    ea = ei
+                    eb = ei
+                    t_dec = t
+                    if phase == 0 or phase == 2:
+                        if phase == 0:
+                            if not (next_open and t > s0):
+                                continue
+                            t_dec = t - 1
+                        elif next_open:
+                            continue
+                        while ex_next < t_dec:  # exits while flat are never looked at
+                            xi += 1
+                            ex_next = ex_bar[xi] if xi < x1 else NO_BAR
+                        if ev_next != t_dec and not (n_open > 0 and (
+                                flat_req > 0 or pending or t >= min_hold or ex_next == t_dec)):
+                            continue
+                        fill_phase = True
+                        while ei < e1 and ev_bar[ei] == t_dec:
+                            ei += 1
+                        eb = ei
+                        ev_next = ev_bar[ei] if ei < e1 else NO_BAR
+                        if n_open > 0:
+                            if flat_req > 0:
+                                for k in range(K):
+                                    if si[k, I_COIN] >= 0:
+                                        si[k, I_REQ] = flat_req
+                            while ex_next == t_dec:
+                                k = coin_slot[ex_coin[xi]]
+                                if k >= 0 and si[k, I_REQ] == 0:
+                                    si[k, I_REQ] = R_SIGNAL
+                                xi += 1
+                                ex_next = ex_bar[xi] if xi < x1 else NO_BAR
+                            for j in range(ea, eb):
+                                k = coin_slot[ev_coin[j]]
+                                if k >= 0 and si[k, I_REQ] == 0 and ev_dir[j] == -si[k, I_SIDE]:
+                                    si[k, I_REQ] = R_SIGNAL
+                            for k in range(K):
+                                c = si[k, I_COIN]
+                                if c < 0:
+                                    continue
+                                if si[k, I_REQ] == 0 and t >= si[k, I_HOLD_UNTIL]:
+                                    si[k, I_REQ] = R_TIME
+                                if si[k, I_REQ] > 0:
+                                    price = open_[t, c] if phase == 0 else close[t, c]
+                                    if price == price:  # else wait for a bar with a price
+                                        cr[k] = si[k, I_REQ]
+                                        cpx[k] = price * (1.0 - si[k, I_SIDE] * slip)
+                                        cop[k] = phase == 0
+                                        nc += 1
+                        flat_req = 0
+                    elif phase == 1:
+                        if n_open == 0:
+                            continue
+                        for q in range(n_open):
+                            k = olist[q]
+                            c = si[k, I_COIN]
+                            side = si[k, I_SIDE]
+                            h = high[t, c]
+                            lo = low[t, c]
+                            if si[k, I_FILLBAR] < t and not (lo > sf[k, F_QLO] and h < sf[k, F_QHI]):
+                                o = open_[t, c]
+                                if o == o and h == h and lo == lo:
+                                    stop = sf[k, F_STOP]
+                                    liq = sf[k, F_LIQ]
+                                    worst = lo if side > 0 else h
+                                    best = h if side > 0 else lo
+                                    reason = -1
+                                    fill = 0.0
+                                    at_open = False
+                                    if use_liq and side * (o - liq) <= 0.0:
+                                        reason, fill, at_open = R_LIQ, o, True
+                                    elif side * (o - stop) <= 0.0:
+                                        reason, fill, at_open = si[k, I_KIND], o * (1.0 - side * slip), True
+                                    elif (use_liq and side * (worst - liq) <= 0.0
+                                          and side * (liq - stop) >= 0.0):
+                                        reason, fill = R_LIQ, liq
+                                    elif side * (worst - stop) <= 0.0:
+                                        reason, fill = si[k, I_KIND], stop * (1.0 - side * slip)
+                                    else:
+                                        tgt = sf[k, F_TARGET]
+                                        part = sf[k, F_PART]
+                                        has_tgt = tgt == tgt
+                                        if (si[k, I_PARTIAL] == 0 and part == part
+                                                and not (has_tgt and side * (tgt - part) <= 0.0)
+                                                and side * (best - part) >= 0.0):
+                                            level = o if side * (o - part) >= 0.0 else part
+                                            pfill = level * (1.0 - side * slip)
+                                            size = sf[k, F_SIZE]
+                                            qty = min(part_frac * sf[k, F_SIZE0], size)
+                                            pgross = side * qty * (pfill - sf[k, F_ENTRY])
+                                            pfee = qty * pfill * fee_rate
+                                            sf[k, F_MARGIN] *= (size - qty) / size
+                                            sf[k, F_SIZE] = size - qty
+                                            sf[k, F_PGROSS] += pgross
+                                            sf[k, F_FEES] += pfee
+                                            sf[k, F_PVAL] += qty * pfill
+                                            si[k, I_PARTIAL] = 1
+                                            cash += pgross - pfee
+                                            if side * (sf[k, F_ENTRY] - stop) > 0.0:  # breakeven, next bar
+                                                sf[k, F_STOP] = sf[k, F_ENTRY]
+                                                si[k, I_KIND] = R_PARTIAL
+                                        if has_tgt and side * (best - tgt) >= 0.0:
+                                            at_open = side * (o - tgt) >= 0.0
+                                            reason = R_TARGET
+                                            fill = (o if at_open else tgt) * (1.0 - side * slip)
+                                    if reason >= 0:
+                                        cr[k] = reason
+                                        cpx[k] = fill
+                                        cop[k] = at_open
+                                        nc += 1
+                                        continue  # closed below: no funding, not marked
+                                    if use_trail:  # after the bar's checks: in force from the next bar
+                                        b = sf[k, F_BEST]
+                                        if side * (best - b) > 0.0:
+                                            b = best
+                                            sf[k, F_BEST] = b
+                                        R = sf[k, F_R]
+                                        if side * (b - sf[k, F_ENTRY]) >= trail_start * R:
+                                            level = b - side * sf[k, F_TRAILD] * R
+                                            if side * (level - sf[k, F_STOP]) > 0.0:
+                                                sf[k, F_STOP] = level
+                                                si[k, I_KIND] = R_TRAIL
+                                    _band(sf, si, k, use_liq, use_trail, trail_start)
+                            # funding at the close, last price, and (next-open timing) the mark
+                            size = sf[k, F_SIZE]
+                            cl = close[t, c]
+                            if cl == cl:
+                                last_px[c] = cl
+                                if use_funding:
+                                    amt = side * size * cl * funding[t, c]
+                                    cash -= amt
+                                    sf[k, F_FUND] += amt
+                            if next_open:
+                                lp = last_px[c]
+                                v = size * lp
+                                upnl += side * size * (lp - sf[k, F_ENTRY])
+                                gross += v
+                                seg_coin[c] += v
+                    else:  # phase 3: mark (legacy), risk controls, end of segment
+                        if n_open > 0 and not next_open:
+                            for q in range(n_open):
+                                k = olist[q]
+                                c = si[k, I_COIN]
+                                lp = last_px[c]
+                                v = sf[k, F_SIZE] * lp
+                                upnl += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
+                                gross += v
+                                seg_coin[c] += v
+                        eq = cash + upnl
+                        if t < s1 - 1:
+                            if not killed and eq <= kill_level:
+                                killed = True
+                                flat_req = R_KILL
+                            elif eq <= daily_level and halted_day != d:
+                                halted_day = d
+                                st[S_HALTS] += 1.0
+                                flat_req = R_DAILY
+                            if n_open == 0:
+                                flat_req = 0
+                        if n_open > 0 and (t == s1 - 1 or (flat_req > 0 and not next_open)):
+                            reason = R_END if t == s1 - 1 else flat_req
+                            for q in range(n_open):
+                                k = olist[q]
+                                cr[k] = reason
+                                cpx[k] = last_px[si[k, I_COIN]] * (1.0 - si[k, I_SIDE] * slip)
+                                cop[k] = False
+                                nc += 1
+                            flat_req = 0
+                            upnl = 0.0
+                    # ---- the closes marked in this phase ---------------------------------------
+                    if nc > 0:
+                        for k in range(K):
+                            reason = cr[k]
+                            if reason < 0:
+                                continue
+                            cr[k] = -1
+                            fill = cpx[k]
+                            side = si[k, I_SIDE]
+                            size = sf[k, F_SIZE]
+                            if reason == R_LIQ:
+                                xgross = -sf[k, F_MARGIN]
+                                st[S_NLIQ] += 1.0
+                            else:
+                                xgross = side * size * (fill - sf[k, F_ENTRY])
+                            xfee = size * fill * fee_rate
+                            cash += xgross - xfee
+                            fees = sf[k, F_FEES] + xfee
+                            fund = sf[k, F_FUND]
+                            pnl = sf[k, F_PGROSS] + xgross - fees - fund
+                            size0 = sf[k, F_SIZE0]
+                            r = pnl / (size0 * sf[k, F_R])
+                            st[S_NTRADES] += 1.0
+                            if pnl > 0:
+                                st[S_WINS] += 1.0
+                            st[S_SUMR] += r
+                            st[S_FEES] += fees
+                            st[S_FUNDING] += fund
+                            if n_tr < tcap:
+                                row = tbase + n_tr
+                                trades[row, T_COIN] = si[k, I_COIN]
+                                trades[row, T_SIDE] = side
+                                trades[row, T_SIGBAR] = si[k, I_SIGBAR]
+                                trades[row, T_ENTRYBAR] = si[k, I_FILLBAR]
+                                trades[row, T_EXITBAR] = t
+                                trades[row, T_ENTRY] = sf[k, F_ENTRY]
+                                trades[row, T_EXIT] = (sf[k, F_PVAL] + size * fill) / size0
+                                trades[row, T_SIZE] = size0
+                                trades[row, T_NOTIONAL] = sf[k, F_NOTIONAL0]
+                                trades[row, T_STOP] = sf[k, F_R]
+                                trades[row, T_R] = r
+                                trades[row, T_PNL] = pnl
+                                trades[row, T_FEES] = fees
+                                trades[row, T_FUNDING] = fund
+                                trades[row, T_REASON] = reason
+                                trades[row, T_PARTIAL] = si[k, I_PARTIAL]
+                                trades[row, T_SEG] = g
+                                trades[row, T_EXIT_AT_OPEN] = 1.0 if cop[k] else 0.0
+                            n_tr += 1
+                            coin_slot[si[k, I_COIN]] = -1
+                            si[k, I_COIN] = -1
+                        n_open -= nc
+                        if phase == 3:
+                            eq = cash
+                    # ---- entries of a fill phase: best score first ------------------------------
+                    if (fill_phase and eb > ea and n_open < K and not killed and d != halted_day
+                            and t < s1 - (0 if next_open else 1)):
+                        n_cand = 0
+                        for j in range(ea, eb):
+                            c = ev_coin[j]
+                            ok = coin_slot[c] < 0 and listed[t_dec, c] and (listed[t, c] or not next_open)
+                            if ok:
+                                price = open_[t, c] if phase == 0 else close[t, c]
+                                ok = price == price and price > 0.0
+                            if ok and dedup:
+                                sk = ev_setup[j]
+                                ok = not (sk != 0 and has_setup[c] and last_setup[c] == sk)
+                            cand[j - ea] = ok
+                            if ok:
+                                n_cand += 1
+                        if n_cand > 0:
+                            eq_now = cash
+                            gross_now = 0.0
+                            for k in range(K):
+                                c = si[k, I_COIN]
+                                if c >= 0:
+                                    lp = last_px[c]
+                                    eq_now += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
+                                    gross_now += sf[k, F_SIZE] * lp
+                            while eq_now > 0.0 and n_open < K and n_cand > 0:
+                                j = -1
+                                for jj in range(ea, eb):
+                                    if cand[jj - ea] and (j < 0 or ev_score[jj] > ev_score[j]):
+                                        j = jj
+                                cand[j - ea] = False
+                                n_cand -= 1
+                                c = ev_coin[j]
+                                side = np.int64(ev_dir[j])
+                                raw = open_[t, c] if phase == 0 else close[t, c]
+                                fill = raw * (1.0 + side * slip)
+                                R = ev_stop[j]
+                                if sizing == SIZING_RISK:
+                                    size = eq_now * risk_frac / R
+                                else:
+                                    size = eq_now * fraction / (fill * (1.0 + fee_rate))
+                                notional = size * fill
+                                room = max_gross * eq_now - gross_now
+                                if room <= 0.0:
+                                    break
+                                if notional > room:
+                                    notional = room
+                                    size = notional / fill
+                                k = 0
+                                while si[k, I_COIN] >= 0:
+                                    k += 1
+                                fee = notional * fee_rate
+                                cash -= fee
+                                gross_now += notional
+                                mlev = max_lev[c]
+                                margin = notional / min(pos_lev, mlev)
+                                sf[k, F_SIZE] = size
+                                sf[k, F_SIZE0] = size
+                                sf[k, F_ENTRY] = fill
+                                sf[k, F_R] = R
+                                sf[k, F_STOP] = fill - side * R
+                                tgt = ev_target[j]
+                                sf[k, F_TARGET] = fill + side * tgt * R if tgt == tgt else np.nan
+                                sf[k, F_PART] = fill + side * part_r * R if use_partial else np.nan
+                                sf[k, F_BEST] = fill
+                                tr = ev_trail[j]
+                                sf[k, F_TRAILD] = tr if tr == tr else trail_dist
+                                if use_liq:
+                                    mrate = 0.5 / mlev
+                                    sf[k, F_LIQ] = fill - side * (margin - mrate * notional) / size / (
+                                        1.0 - mrate * side)
+                                else:
+                                    sf[k, F_LIQ] = np.nan
+                                sf[k, F_MARGIN] = margin
+                                sf[k, F_FEES] = fee
+                                sf[k, F_FUND] = 0.0
+                                sf[k, F_PGROSS] = 0.0
+                                sf[k, F_PVAL] = 0.0
+                                sf[k, F_NOTIONAL0] = notional
+                                si[k, I_COIN] = c
+                                si[k, I_SIDE] = side
+                                si[k, I_SIGBAR] = t_dec
+                                si[k, I_FILLBAR] = t
+                                hold = ev_hold[j]
+                                si[k, I_HOLD_UNTIL] = t + hold if hold > 0 else NO_BAR
+                                si[k, I_KIND] = R_STOP
+                                si[k, I_REQ] = 0
+                                si[k, I_PARTIAL] = 0
+                                _band(sf, si, k, use_liq, use_trail, trail_start)
+                                coin_slot[c] = k
+                                last_px[c] = raw
+                                if dedup and ev_setup[j] != 0:
+                                    last_setup[c] = ev_setup[j]
+                                    has_setup[c] = True
+                                n_open += 1
+                    if nc > 0 or fill_phase:
+                        pending = False
+                        min_hold = NO_BAR
+                        q = 0
+                        for k in range(K):
+                            if si[k, I_COIN] >= 0:
+                                olist[q] = k
+                                q += 1
+                                pending |= si[k, I_REQ] > 0
+                                min_hold = min(min_hold, si[k, I_HOLD_UNTIL])
+            # ---- metrics at the close ------------------------------------------------------
             if gross > 0.0 and eq > 0.0:
                 expo_acc += gross / eq
             if eq > peak:
@@ -418,15 +616,17 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                 kill_level = peak * (1.0 - kill)
             elif eq < peak * (1.0 - mdd):
                 mdd = 1.0 - eq / peak
-            ceq = chain * eq
-            if ceq > chain_peak:
-                chain_peak = ceq
-            elif ceq < chain_peak * (1.0 - chain_mdd):
-                chain_mdd = 1.0 - ceq / chain_peak
+            if g > 0:  # segment 0 is its own chained path (chain == 1)
+                ceq = chain * eq
+                if ceq > chain_peak:
+                    chain_peak = ceq
+                elif ceq < chain_peak * (1.0 - chain_mdd):
+                    chain_mdd = 1.0 - ceq / chain_peak
             if record_eq:
                 eq_out[p, eqc] = eq
                 eqc += 1
             prev_eq = eq
+            t += 1
         day_eq[p, slot0 + cur_day - day0] = eq
         st[S_BARS] = s1 - s0
         st[S_EXPO] = expo_acc
@@ -442,218 +642,12 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                 hhi += share * share
                 coin_expo[p, c] += seg_coin[c]
         st[S_HHI] = hhi
+        if g == 0:
+            chain_peak = peak
+            chain_mdd = mdd
         chain *= eq / init
     chain_dd[p] = chain_mdd
-    return cnt[0]
-
-
-@njit(cache=True, error_model="numpy")
-def _fill_step(t_dec, fb, px, at_open, flat_req, no_entries, g, cash, n_open, ei, xi, e1, x1, K,
-               listed, max_lev, ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup,
-               ev_hold, ev_trail, ex_bar, ex_coin, sf, si, coin_slot, last_px, last_setup,
-               has_setup, cand, sizing, risk_frac, fraction, max_gross, pos_lev, fee_rate, slip,
-               dedup, use_partial, use_liq, part_r, trail_dist, trades, tbase, tcap, cnt, st):
-    """Decisions taken at the close of t_dec, filled at px[fb]: closes first, then entries."""
-    while xi < x1 and ex_bar[xi] < t_dec:
-        xi += 1
-    xa = xi
-    while xi < x1 and ex_bar[xi] == t_dec:
-        xi += 1
-    while ei < e1 and ev_bar[ei] < t_dec:
-        ei += 1
-    ea = ei
-    while ei < e1 and ev_bar[ei] == t_dec:
-        ei += 1
-    eb = ei
-    if n_open > 0:
-        for k in range(K):
-            if si[k, I_COIN] >= 0 and flat_req > 0:
-                si[k, I_REQ] = flat_req
-        for j in range(xa, xi):
-            k = coin_slot[ex_coin[j]]
-            if k >= 0 and si[k, I_REQ] == 0:
-                si[k, I_REQ] = R_SIGNAL
-        for j in range(ea, eb):
-            k = coin_slot[ev_coin[j]]
-            if k >= 0 and si[k, I_REQ] == 0 and ev_dir[j] == -si[k, I_SIDE]:
-                si[k, I_REQ] = R_SIGNAL
-        for k in range(K):
-            c = si[k, I_COIN]
-            if c < 0:
-                continue
-            if si[k, I_REQ] == 0 and fb >= si[k, I_HOLD_UNTIL]:
-                si[k, I_REQ] = R_TIME
-            if si[k, I_REQ] > 0:
-                price = px[fb, c]
-                if price == price:
-                    side = si[k, I_SIDE]
-                    cash += _close_slot(k, price * (1.0 - side * slip), si[k, I_REQ], fb, at_open,
-                                        g, sf, si, coin_slot, fee_rate, trades, tbase, tcap, cnt,
-                                        st)
-                    n_open -= 1
-    if eb > ea and n_open < K and not no_entries:
-        cash, n_open = _enter(t_dec, fb, px, ea, eb, cash, n_open, K, listed, max_lev,
-                              ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup,
-                              ev_hold, ev_trail, sf, si, coin_slot, last_px,
-                              last_setup, has_setup, cand, sizing, risk_frac, fraction,
-                              max_gross, pos_lev, fee_rate, slip, dedup, use_partial,
-                              use_liq, part_r, trail_dist, at_open)
-    return cash, n_open, ei, xi
-
-
-@njit(cache=True, error_model="numpy")
-def _enter(t_dec, fb, px, ea, eb, cash, n_open, K, listed, max_lev,
-           ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail,
-           sf, si, coin_slot, last_px, last_setup, has_setup, cand, sizing, risk_frac, fraction,
-           max_gross, pos_lev, fee_rate, slip, dedup, use_partial, use_liq, part_r, trail_dist,
-           next_open):
-    """Open the best-scored eligible signals of bar t_dec at px[fb]; return (cash, n_open)."""
-    n_cand = 0
-    for j in range(ea, eb):
-        c = ev_coin[j]
-        ok = coin_slot[c] < 0 and listed[t_dec, c] and (listed[fb, c] or not next_open)
-        if ok:
-            price = px[fb, c]
-            ok = price == price and price > 0.0
-        if ok and dedup:
-            s = ev_setup[j]
-            ok = not (s != 0 and has_setup[c] and last_setup[c] == s)
-        cand[j - ea] = ok
-        if ok:
-            n_cand += 1
-    if n_cand == 0:
-        return cash, n_open
-    eq = cash
-    gross = 0.0
-    for k in range(K):
-        c = si[k, I_COIN]
-        if c >= 0:
-            lp = last_px[c]
-            eq += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
-            gross += sf[k, F_SIZE] * lp
-    if not eq > 0.0:
-        return cash, n_open
-    while n_open < K and n_cand > 0:
-        best = -1
-        for j in range(ea, eb):
-            if cand[j - ea] and (best < 0 or ev_score[j] > ev_score[best]):
-                best = j
-        cand[best - ea] = False
-        n_cand -= 1
-        j = best
-        c = ev_coin[j]
-        side = np.int64(ev_dir[j])
-        raw = px[fb, c]
-        fill = raw * (1.0 + side * slip)
-        R = ev_stop[j]
-        if sizing == SIZING_RISK:
-            size = eq * risk_frac / R
-        else:
-            size = eq * fraction / (fill * (1.0 + fee_rate))
-        notional = size * fill
-        room = max_gross * eq - gross
-        if room <= 0.0:
-            break
-        if notional > room:
-            notional = room
-            size = notional / fill
-        if not size > 0.0:
-            continue
-        k = 0
-        while si[k, I_COIN] >= 0:
-            k += 1
-        fee = notional * fee_rate
-        cash -= fee
-        gross += notional
-        mlev = max_lev[c]
-        lev = min(pos_lev, mlev)
-        margin = notional / lev
-        sf[k, F_SIZE] = size
-        sf[k, F_SIZE0] = size
-        sf[k, F_ENTRY] = fill
-        sf[k, F_R] = R
-        sf[k, F_STOP] = fill - side * R
-        tgt = ev_target[j]
-        sf[k, F_TARGET] = fill + side * tgt * R if tgt == tgt else np.nan
-        sf[k, F_PART] = fill + side * part_r * R if use_partial else np.nan
-        sf[k, F_BEST] = fill
-        tr = ev_trail[j]
-        sf[k, F_TRAILD] = tr if tr == tr else trail_dist
-        if use_liq:
-            mrate = 0.5 / mlev
-            sf[k, F_LIQ] = fill - side * (margin - mrate * notional) / size / (1.0 - mrate * side)
-        else:
-            sf[k, F_LIQ] = np.nan
-        sf[k, F_MARGIN] = margin
-        sf[k, F_FEES] = fee
-        sf[k, F_FUND] = 0.0
-        sf[k, F_PGROSS] = 0.0
-        sf[k, F_PVAL] = 0.0
-        sf[k, F_NOTIONAL0] = notional
-        si[k, I_COIN] = c
-        si[k, I_SIDE] = side
-        si[k, I_SIGBAR] = t_dec
-        si[k, I_FILLBAR] = fb
-        hold = ev_hold[j]
-        si[k, I_HOLD_UNTIL] = fb + hold if hold > 0 else NO_BAR
-        si[k, I_KIND] = R_STOP
-        si[k, I_REQ] = 0
-        si[k, I_PARTIAL] = 0
-        coin_slot[c] = k
-        last_px[c] = raw
-        if dedup and ev_setup[j] != 0:
-            last_setup[c] = ev_setup[j]
-            has_setup[c] = True
-        n_open += 1
-    return cash, n_open
-
-
-@njit(cache=True, error_model="numpy")
-def _intrabar(k, t, g, o, h, lo, sf, si, coin_slot, fee_rate, slip, use_liq, use_trail,
-              part_frac, trail_start, trades, tbase, tcap, cnt, st):
-    """One bar of slot k after its fill bar; return the cash change (the slot may close)."""
-    side = si[k, I_SIDE]
-    stop = sf[k, F_STOP]
-    liq = sf[k, F_LIQ]
-    worst = lo if side > 0 else h
-    best = h if side > 0 else lo
-    if use_liq and side * (o - liq) <= 0.0:
-        return _close_slot(k, o, R_LIQ, t, True, g, sf, si, coin_slot, fee_rate,
-                           trades, tbase, tcap, cnt, st)
-    if side * (o - stop) <= 0.0:
-        return _close_slot(k, o * (1.0 - side * slip), si[k, I_KIND], t, True, g, sf, si,
-                           coin_slot, fee_rate, trades, tbase, tcap, cnt, st)
-    if use_liq and side * (worst - liq) <= 0.0 and side * (liq - stop) >= 0.0:
-        return _close_slot(k, liq, R_LIQ, t, False, g, sf, si, coin_slot, fee_rate,
-                           trades, tbase, tcap, cnt, st)
-    if side * (worst - stop) <= 0.0:
-        return _close_slot(k, stop * (1.0 - side * slip), si[k, I_KIND], t, False, g, sf, si,
-                           coin_slot, fee_rate, trades, tbase, tcap, cnt, st)
-    dcash = 0.0
-    tgt = sf[k, F_TARGET]
-    part = sf[k, F_PART]
-    has_tgt = tgt == tgt
-    if si[k, I_PARTIAL] == 0 and part == part and not (has_tgt and side * (tgt - part) <= 0.0):
-        if side * (best - part) >= 0.0:
-            level = o if side * (o - part) >= 0.0 else part
-            dcash += _take_partial(k, level * (1.0 - side * slip), part_frac, sf, si, fee_rate)
-    if has_tgt and side * (best - tgt) >= 0.0:
-        level = o if side * (o - tgt) >= 0.0 else tgt
-        at_open = side * (o - tgt) >= 0.0
-        return dcash + _close_slot(k, level * (1.0 - side * slip), R_TARGET, t, at_open, g, sf, si,
-                                   coin_slot, fee_rate, trades, tbase, tcap, cnt, st)
-    if use_trail:
-        b = sf[k, F_BEST]
-        if side * (best - b) > 0.0:
-            b = best
-            sf[k, F_BEST] = b
-        R = sf[k, F_R]
-        if side * (b - sf[k, F_ENTRY]) >= trail_start * R:
-            level = b - side * sf[k, F_TRAILD] * R
-            if side * (level - sf[k, F_STOP]) > 0.0:
-                sf[k, F_STOP] = level
-                si[k, I_KIND] = R_TRAIL
-    return dcash
+    return n_tr
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -679,3 +673,4 @@ def simulate_nb(open_, high, low, close, funding, listed, bar_day, max_lev,
             trades, trade_ptr[p], trade_ptr[p + 1] - trade_ptr[p], seg_stats, coin_expo, day_eq,
             eq_out, chain_dd,
         )
+

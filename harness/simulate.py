@@ -108,40 +108,23 @@ def _check_segments(segments, n_bars: int) -> np.ndarray:
     return segs
 
 
-def _gather(sigs: Sequence[Signals], name: str, p_idx: np.ndarray, flat: np.ndarray,
-            ptr: np.ndarray) -> np.ndarray:
-    """Values of field `name` at the event cells; one gather when all sets share the array."""
-    first = getattr(sigs[0], name)
-    if all(getattr(s, name) is first for s in sigs):
-        return first.reshape(-1)[flat]
-    out = np.empty(len(flat), dtype=first.dtype)
-    for p, s in enumerate(sigs):
-        a, b = ptr[p], ptr[p + 1]
-        if b > a:
-            out[a:b] = getattr(s, name).reshape(-1)[flat[a:b]]
-    return out
+class _Field:
+    """One Signals field across the sets: its distinct arrays and which set uses which."""
+
+    def __init__(self, sigs: Sequence[Signals], name: str) -> None:
+        arrays = [getattr(s, name) for s in sigs]
+        ids = list(map(id, arrays))
+        first = {i: n for n, i in reversed(list(enumerate(ids)))}  # id -> first set using it
+        index = {i: k for k, i in enumerate(first)}
+        self.arrays: list[np.ndarray] = [arrays[n] for n in first.values()]
+        self.sets: list[Signals] = [sigs[n] for n in first.values()]  # first user of each array
+        self.owner = np.fromiter(map(index.__getitem__, ids), dtype=np.int64, count=len(ids))
 
 
-def _stack_nonzero(sigs: Sequence[Signals], name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    first = getattr(sigs[0], name)
-    if all(getattr(s, name) is first for s in sigs):
-        flat1 = np.flatnonzero(first.reshape(-1))
-        p_idx = np.repeat(np.arange(len(sigs)), len(flat1))
-        flat = np.tile(flat1, len(sigs))
-    else:
-        p_idx, flat = np.nonzero(np.stack([getattr(s, name).reshape(-1) for s in sigs]))
-    ptr = np.zeros(len(sigs) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(p_idx, minlength=len(sigs)), out=ptr[1:])
-    return p_idx, flat.astype(np.int64), ptr
-
-
-def _check_shapes(sigs: Sequence[Signals], market: Market) -> None:
+def _check_shapes(fields: dict[str, _Field], market: Market) -> None:
     shape = (market.n_bars, market.n_coins)
-    for s in sigs:
-        if not isinstance(s, Signals):
-            raise SignalsError(f"simulate expects Signals, got {type(s).__name__}")
-        for name, dt in Signals.DTYPES.items():
-            arr = getattr(s, name)
+    for name, dt in Signals.DTYPES.items():
+        for arr, s in zip(fields[name].arrays, fields[name].sets, strict=True):
             if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dt:
                 got = f"{arr.shape} {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
                 raise SignalsError(
@@ -150,14 +133,53 @@ def _check_shapes(sigs: Sequence[Signals], market: Market) -> None:
                 )
 
 
+def _nonzero(f: _Field, n_sets: int, cells: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(set index, flat cell index, value, per-set offsets) of the non-zero cells."""
+    if len(f.arrays) == 1:
+        one = np.flatnonzero(f.arrays[0].reshape(-1) != 0)
+        flat = np.tile(one, n_sets)
+        p_idx = np.repeat(np.arange(n_sets), len(one))
+        values = np.tile(f.arrays[0].reshape(-1)[one], n_sets)
+    else:
+        stacked = np.concatenate([f.arrays[k].reshape(-1) for k in f.owner])
+        hit = np.flatnonzero(stacked != 0)
+        p_idx, flat = np.divmod(hit, cells)
+        values = stacked[hit]
+    ptr = np.zeros(n_sets + 1, dtype=np.int64)
+    np.cumsum(np.bincount(p_idx, minlength=n_sets), out=ptr[1:])
+    return p_idx, flat.astype(np.int64, copy=False), values, ptr
+
+
+def _gather(f: _Field, p_idx: np.ndarray, flat: np.ndarray, ptr: np.ndarray) -> np.ndarray:
+    """Values of the field at the event cells, one gather per distinct array."""
+    if len(f.arrays) == 1:
+        return f.arrays[0].reshape(-1)[flat]
+    out = np.empty(len(flat), dtype=f.arrays[0].dtype)
+    if len(f.arrays) <= 16:
+        ev_owner = f.owner[p_idx]
+        for k, arr in enumerate(f.arrays):
+            sel = np.flatnonzero(ev_owner == k)
+            out[sel] = arr.reshape(-1)[flat[sel]]
+        return out
+    for p, k in enumerate(f.owner):
+        a, b = ptr[p], ptr[p + 1]
+        if b > a:
+            out[a:b] = f.arrays[k].reshape(-1)[flat[a:b]]
+    return out
+
+
 def _events(sigs: Sequence[Signals], market: Market) -> dict[str, np.ndarray]:
     """Sparse kernel inputs of a chunk of sets, validated where it matters (the event cells)."""
     n_coins = market.n_coins
-    p_idx, flat, ptr = _stack_nonzero(sigs, "direction")
-    ev = {"ev_ptr": ptr, "ev_bar": flat // n_coins, "ev_coin": flat % n_coins}
-    for name in ("direction", "stop", "target", "score", "setup", "hold", "trail",
-                 "session", "regime", "vol_bucket"):
-        ev[name] = _gather(sigs, name, p_idx, flat, ptr)
+    cells = market.n_bars * n_coins
+    fields = {name: _Field(sigs, name) for name in Signals.DTYPES}
+    _check_shapes(fields, market)
+    p_idx, flat, direction, ptr = _nonzero(fields["direction"], len(sigs), cells)
+    ev = {"ev_ptr": ptr, "ev_bar": flat // n_coins, "ev_coin": flat % n_coins, "direction": direction}
+    for name in ("stop", "target", "score", "setup", "hold", "trail", "session", "regime",
+                 "vol_bucket"):
+        ev[name] = _gather(fields[name], p_idx, flat, ptr)
     bars, coins = ev["ev_bar"], ev["ev_coin"]
     checks = (
         (np.abs(ev["direction"].astype(np.int16)) != 1, "direction must be -1, 0 or +1"),
@@ -181,7 +203,7 @@ def _events(sigs: Sequence[Signals], market: Market) -> dict[str, np.ndarray]:
             )
     for name in ("session", "regime", "vol_bucket"):
         del ev[name]
-    xp_idx, xflat, xptr = _stack_nonzero(sigs, "exit")
+    _, xflat, _, xptr = _nonzero(fields["exit"], len(sigs), cells)
     ev["ex_ptr"], ev["ex_bar"], ev["ex_coin"] = xptr, xflat // n_coins, xflat % n_coins
     return ev
 
@@ -192,8 +214,8 @@ class SimResult:
     def __init__(self, market: Market, signals: list[Signals], friction: Friction,
                  config: SimConfig, segments: np.ndarray, max_lev: np.ndarray, bar_day: np.ndarray,
                  seg_slot0: np.ndarray, seg_stats: np.ndarray, coin_expo: np.ndarray,
-                 day_eq: np.ndarray, chain_dd: np.ndarray, trades: np.ndarray | None,
-                 trade_ptr: np.ndarray | None) -> None:
+                 day_eq: np.ndarray, chain_dd: np.ndarray, trades: list[np.ndarray] | None,
+                 trade_loc: np.ndarray | None) -> None:
         self.market = market
         self.signals = signals
         self.friction = friction
@@ -207,8 +229,8 @@ class SimResult:
         self._coin_expo = coin_expo
         self._day_eq = day_eq
         self._chain_dd = chain_dd
-        self._trades = trades
-        self._trade_ptr = trade_ptr
+        self._trades = trades  # trade buffers, one per kernel call
+        self._trade_loc = trade_loc  # per set: (buffer, first row, rows)
         self._equity: dict[int, pd.Series] = {}
         self._all: list[Metrics] | None = None
         self._daily: tuple[pd.DatetimeIndex, np.ndarray] | None = None
@@ -227,14 +249,12 @@ class SimResult:
         """Dates and (n_sets, n_dates) daily returns of the chained segments.
 
         A segment's first day is measured from initial equity; a UTC day shared by two adjacent
-        segments compounds both parts; a day without any bar (data gap) has a zero return.
+        segments compounds both parts; a day without any bar (data gap) has a zero return (the
+        kernel carries the equity over it).
         """
         if self._daily is None:
             eq = self._day_eq
             n_days = eq.shape[1]
-            idx = np.where(np.isnan(eq), 0, np.arange(n_days))
-            np.maximum.accumulate(idx, axis=1, out=idx)
-            eq = np.take_along_axis(eq, idx, axis=1)
             prev = np.empty_like(eq)
             prev[:, 1:] = eq[:, :-1]
             prev[:, self._slot0] = self.config.initial_equity
@@ -261,7 +281,6 @@ class SimResult:
 
     def _segment_daily(self, p: int, g: int) -> np.ndarray:
         eq = self._day_eq[p, self._slot0[g]: (self._slot0[g + 1] if g + 1 < len(self._slot0) else None)]
-        eq = pd.Series(eq).ffill().to_numpy()
         prev = np.r_[self.config.initial_equity, eq[:-1]]
         return eq / prev - 1.0
 
@@ -312,16 +331,9 @@ class SimResult:
         expo = st[:, :, kn.S_EXPO].sum(axis=1) / np.maximum(st[:, :, kn.S_BARS].sum(axis=1), 1.0)
         fees = (st[:, :, kn.S_FEES] * chain_start).sum(axis=1)
         funding = (st[:, :, kn.S_FUNDING] * chain_start).sum(axis=1)
-        return [
-            Metrics(
-                total_return=float(growth[p] - 1.0), annualized=float(ann[p]), max_dd=float(dd[p]),
-                sharpe=float(sharpe[p]), sortino=float(sortino[p]), calmar=float(calmar[p]),
-                n_trades=int(n[p]), win_rate=float(win_rate[p]), mean_r=float(mean_r[p]),
-                hhi=float(hhi[p]), exposure=float(expo[p]), days=float(days),
-                final_equity=float(init * growth[p]), fees=float(fees[p]), funding=float(funding[p]),
-            )
-            for p in range(self.n_sets)
-        ]
+        cols = [growth - 1.0, ann, dd, sharpe, sortino, calmar, n.astype(np.int64), win_rate, mean_r,
+                hhi, expo, np.full(self.n_sets, days), init * growth, fees, funding]
+        return [Metrics(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
 
     def metrics(self, p: int) -> Metrics:
         """Metrics of the chained segments (a compounding out-of-sample track)."""
@@ -348,9 +360,10 @@ class SimResult:
     def trades(self, p: int) -> pd.DataFrame:
         """One row per closed position of set p (columns: TRADE_COLUMNS)."""
         p = self._check_set(p)
-        if self._trades is None:
+        if self._trades is None or self._trade_loc is None:
             raise ConfigError("trades were not recorded: call simulate(..., record_trades=True)")
-        rows = self._trades[self._trade_ptr[p]: self._trade_ptr[p + 1]]
+        buf, first, n = self._trade_loc[p]
+        rows = self._trades[buf][first: first + n]
         sig = self.signals[p]
         m = self.market
         coin = rows[:, kn.T_COIN].astype(np.int64)
@@ -434,11 +447,8 @@ def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfi
         caps = np.maximum(caps, n_trades)  # the kernel kept counting: rerun with room for all
     out.update(seg_stats=seg_stats, coin_expo=coin_expo, day_eq=day_eq, eq_out=eq_out,
                chain_dd=chain_dd)
-    if record_trades:
-        keep = np.concatenate([np.arange(a, a + k) for a, k in zip(trade_ptr[:-1], n_trades, strict=True)]
-                              ) if n else np.zeros(0, dtype=np.int64)
-        out["trades"] = trades[keep.astype(np.int64)]
-        out["trade_ptr"] = np.r_[0, np.cumsum(n_trades)].astype(np.int64)
+    if record_trades:  # the buffer is kept as it is: rows [trade_ptr[p], + n_trades[p]) of set p
+        out.update(trades=trades, trade_first=trade_ptr[:-1], n_trades=n_trades)
     return out
 
 
@@ -457,7 +467,9 @@ def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Fri
     fr = get_friction(friction)
     if not isinstance(config, SimConfig):
         raise ConfigError(f"config must be a SimConfig, got {type(config).__name__}")
-    _check_shapes(sigs, market)
+    for s in sigs:
+        if not isinstance(s, Signals):
+            raise SignalsError(f"simulate expects Signals, got {type(s).__name__}")
     segs = _check_segments(segments, market.n_bars)
     if max_leverage_by_coin is None:
         max_lev = coin_max_leverage(market.coins)
@@ -479,13 +491,15 @@ def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Fri
     def cat(key: str) -> np.ndarray:
         return parts[0][key] if len(parts) == 1 else np.concatenate([q[key] for q in parts])
 
-    trades = trade_ptr = None
+    trades = trade_loc = None
     if record_trades:
-        trades = cat("trades")
-        counts = np.concatenate([np.diff(q["trade_ptr"]) for q in parts])
-        trade_ptr = np.r_[0, np.cumsum(counts)].astype(np.int64)
+        trades = [q["trades"] for q in parts]
+        trade_loc = np.concatenate([
+            np.column_stack([np.full(len(q["n_trades"]), i), q["trade_first"], q["n_trades"]])
+            for i, q in enumerate(parts)
+        ])
     return SimResult(
         market, sigs, fr, config, segs, max_lev, mk["bar_day"], parts[0]["slot0"],
-        cat("seg_stats"), cat("coin_expo"), cat("day_eq"), cat("chain_dd"), trades, trade_ptr,
+        cat("seg_stats"), cat("coin_expo"), cat("day_eq"), cat("chain_dd"), trades, trade_loc,
     )
 

@@ -20,7 +20,14 @@ from harness.errors import ConfigError
 from strategies.base import param_specs
 from sweep import results
 from sweep.space import parse_value
-from sweep.study import Context, StudyConfig, evaluate_params, prepare
+from sweep.study import (
+    Context,
+    StudyConfig,
+    best_comparable,
+    code_hash,
+    evaluate_params,
+    prepare,
+)
 from sweep.trial_rows import TrialResult, write_trials
 
 
@@ -50,21 +57,11 @@ def _typed(params_cls: type, raw: dict[str, Any]) -> tuple[Any, list[str]]:
 
 
 def incumbent(ctx: Context) -> Incumbent:
-    cls = ctx.strategy.params_cls
-    if results.has_rows(ctx.cfg.results, "trials"):
-        df = results.query(
-            ctx.cfg.results,
-            "SELECT study, trial, score, params FROM trials WHERE strategy = ? AND harness_hash = ? "
-            "AND data_fingerprint = ? AND sim_model_version = ? AND status = 'complete' "
-            "AND isfinite(score) ORDER BY score DESC, finished_at LIMIT 1",
-            [ctx.strategy.name, ctx.prov.harness_hash, ctx.prov.data_fingerprint,
-             ctx.friction_version],
-        )
-        if len(df):
-            row = df.iloc[0]
-            params, _ = _typed(cls, json.loads(row["params"]))
-            return Incumbent(params, f"{row['study']} #{int(row['trial'])}", float(row["score"]))
-    return Incumbent(cls(), "defaults", math.nan)
+    best = best_comparable(ctx)
+    if best is None:
+        return Incumbent(ctx.strategy.params_cls(), "defaults", math.nan)
+    params, _ = _typed(ctx.strategy.params_cls, json.loads(best["params"]))
+    return Incumbent(params, f"{best['study']} #{int(best['trial'])}", float(best["score"]))
 
 
 def _context(cfg: StudyConfig, label: str) -> Context:
@@ -81,7 +78,7 @@ def _run_row(ctx: Context, command: str, n: int, summary: dict, started: Any) ->
         "interval": ctx.cfg.interval, "data_label": ctx.market.label,
         "n_coins": ctx.market.n_coins, "n_bars": ctx.market.n_bars,
         "folds": results.to_json(dataclasses.asdict(ctx.folds)), "trials_target": n, "jobs": 1,
-        "storage": None, "code_hash": ctx.code_hash, "git_dirty": dirty, "argv": ctx.cfg.argv,
+        "storage": None, "code_hash": code_hash(), "git_dirty": dirty, "argv": ctx.cfg.argv,
         "status": "finished", "summary": results.to_json(summary), "started_at": started,
         "finished_at": results.now(), "updated_at": results.now(),
     }])

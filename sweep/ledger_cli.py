@@ -1,6 +1,6 @@
 """The paper executor's ledgers as `sweep sql` views: paper_positions, paper_fills, ...
 
-The executor registers each ledger it writes in `<results>/paper_ledgers.txt`. DuckDB cannot
+The executor registers each ledger it writes in `<results>/paper_ledgers.txt` (schemas.ledgers). DuckDB cannot
 read SQLite here without a downloaded extension, so each view is backed by a snapshot taken
 when `sweep sql` connects: the table of every registered ledger, read with SQLite in read-only
 mode (safe while the executor writes: WAL), with a `ledger` column, written atomically to
@@ -9,9 +9,7 @@ mode (safe while the executor writes: WAL), with a `ledger` column, written atom
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -19,34 +17,13 @@ import pandas as pd
 import pyarrow as pa
 import typer
 
+from schemas.ledgers import ledger_paths
 from sweep import results
 
-LEDGERS_FILE = "paper_ledgers.txt"
 SNAPSHOT_DIR = ".paper"
 PAPER_TABLES = ("decisions", "orders", "fills", "positions", "funding", "equity", "bars",
                 "sessions", "events")
 TIME_COLUMNS = ("ts", "clock", "wall", "start_ts", "signal_ts", "entry_ts", "exit_ts", "fill_ts", "bar_ts")
-
-
-def register_ledger(results_dir: Path, ledger: Path) -> None:
-    """Add a ledger to `<results>/paper_ledgers.txt` (atomic rewrite, once per path)."""
-    results_dir.mkdir(parents=True, exist_ok=True)
-    target = results_dir / LEDGERS_FILE
-    have = [p for p in target.read_text().splitlines() if p] if target.exists() else []
-    path = str(Path(ledger).resolve())
-    if path in have:
-        return
-    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGERS_FILE}.", dir=results_dir)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(have + [path]) + "\n")
-    os.replace(tmp, target)
-
-
-def ledger_paths(results_dir: Path) -> list[Path]:
-    target = Path(results_dir) / LEDGERS_FILE
-    if not target.exists():
-        return []
-    return [Path(p) for p in target.read_text().splitlines() if p and Path(p).is_file()]
 
 
 def _read(path: Path, table: str) -> pd.DataFrame | None:

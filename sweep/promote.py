@@ -52,9 +52,7 @@ from harness.friction import DEFAULT_FRICTION, Friction, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS
-from strategies.base import get_strategy, make_params, registry
-from sweep import results
-from sweep.candidates import (
+from schemas.candidates import (
     SCHEMA_VERSION,
     Bucket,
     Candidates,
@@ -64,6 +62,8 @@ from sweep.candidates import (
     StressResult,
     write_candidates,
 )
+from strategies.base import get_strategy, make_params, registry
+from sweep import results
 from sweep.promote_stats import (
     BucketStats,
     KillSpec,

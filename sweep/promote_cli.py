@@ -13,8 +13,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from harness.errors import HarnessError
+from schemas.candidates import Gates
 from sweep import results
-from sweep.candidates import Gates
 from sweep.promote import run_promotion  # also declares the promotions and lockbox_touches tables
 from sweep.promote_stats import KillSpec
 

@@ -20,7 +20,7 @@ from scipy import stats as sps
 from harness import stats
 from harness.errors import ConfigError
 from harness.metrics import DAYS_PER_YEAR
-from sweep.candidates import Gates, KillCriteria, LockboxResult
+from schemas.candidates import Gates, KillCriteria, LockboxResult
 
 PBO_BLOCKS = 16
 

@@ -17,7 +17,15 @@ import numpy as np
 import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from harness.errors import ConfigError
@@ -35,7 +43,8 @@ console = Console()
 err = Console(stderr=True)
 
 DataOpt = Annotated[str | None, typer.Option(
-    "--data", help="Dataset folder (like ../shared/data), store root, parquet file or 'embedded'. "
+    "--data", help="Dataset folder (like ../shared/data/hyperliquid), store root, parquet file or "
+                   "'embedded'. "
                    "Default: ./data when it holds data, else the embedded synthetic market.")]
 CoinsOpt = Annotated[str | None, typer.Option(
     "--coins", help="Comma-separated coins. Default: " + ",".join(DEFAULT_COINS)
@@ -83,9 +92,12 @@ def _f(x: float) -> str:
 
 def train(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DEFAULT_RESULTS_DIR,
           holdout: HoldoutOpt = HOLDOUT_FRAC,
-          epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping may end sooner).")] = 10,
-          samples: Annotated[int, typer.Option(min=64, help="Training windows drawn per epoch.")] = 3072,
-          threads: Annotated[int, typer.Option(min=1, max=64, help="torch CPU threads.")] = 2,
+          epochs: Annotated[int | None, typer.Option(
+              min=1, help="Maximum epochs (early stopping may end sooner). Default: CDEConfig's.")] = None,
+          samples: Annotated[int | None, typer.Option(
+              min=64, help="Training windows drawn per epoch. Default: CDEConfig's.")] = None,
+          threads: Annotated[int, typer.Option(
+              min=1, max=64, help="torch CPU threads (1 is fastest on a busy machine).")] = 1,
           seed: Annotated[int, typer.Option(help="Seed of sampling and initialization.")] = 0) -> None:
     """Train the Neural CDE regime classifier on everything before the held-out part."""
     from strategies.regime.cde import CDEConfig, train_cde
@@ -93,8 +105,9 @@ def train(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DE
     market = load(data, coins)
     split = split_bars(market, holdout)
     train_mkt = market.slice(0, split)
-    cfg = CDEConfig(epochs=epochs, samples_per_epoch=samples, threads=threads, seed=seed)
-    console.print(f"[bold]{market.label}[/]: {market.n_coins} coins, train bars 0..{split - 1} "
+    given = {"epochs": epochs, "samples_per_epoch": samples}
+    cfg = CDEConfig(threads=threads, seed=seed, **{k: v for k, v in given.items() if v is not None})
+    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, train bars 0..{split - 1} "
                   f"({train_mkt.index[0]} .. {train_mkt.index[-1]}), held out {market.n_bars - split}")
     with _progress() as bar:
         task = bar.add_task("training CDE", total=None, info="")
@@ -116,7 +129,7 @@ def train(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DE
     console.print(table)
     console.print(f"best epoch {m['best_epoch']} (*), {m['train_windows']} train / "
                   f"{m['val_windows']} validation windows (validation from {m['val_start']}), "
-                  f"{m['seconds']} s\ncheckpoint {pt}\nmetadata   {meta}")
+                  f"{m['seconds']} s\ncheckpoint {escape(str(pt))}\nmetadata   {escape(str(meta))}")
 
 
 def _report_rows(model: str, y: np.ndarray, pred: np.ndarray, coins: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -153,7 +166,13 @@ def _model_table(title: str, rows: list[dict[str, Any]]) -> Table:
 def evaluate(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DEFAULT_RESULTS_DIR,
              holdout: HoldoutOpt = HOLDOUT_FRAC) -> None:
     """Score the CDE checkpoint and the HMM side by side on the held-out part."""
-    from strategies.regime.hmm import HMMConfig, fit_market_hmm, fit_state_classes, market_proba, proba_to_classes
+    from strategies.regime.hmm import (
+        HMMConfig,
+        fit_market_hmm,
+        fit_state_classes,
+        market_proba,
+        proba_to_classes,
+    )
 
     t0 = time.perf_counter()
     market = load(data, coins)
@@ -163,6 +182,8 @@ def evaluate(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt =
     theta = fit_barriers(train_mkt, spec)
     y = forward_labels(market, theta, spec)[split:]
     pt, meta = checkpoint_paths(results, train_mkt.fingerprint)
+    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, train bars 0..{split - 1}, "
+                  f"held out {market.n_bars - split} ({market.index[split]} .. {market.index[-1]})")
     preds: dict[str, np.ndarray] = {}
     with _progress() as bar:
         task = bar.add_task("evaluating", total=4, info="HMM fit")
@@ -178,10 +199,12 @@ def evaluate(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt =
                 raise ConfigError(f"{meta}: its label barriers differ from this data's train window; "
                                   "retrain with `python -m sweep regime train`")
             bar.update(task, advance=1, info="CDE predict")
-            preds["CDE"] = cde.predict(market, start=split)[split:]
+            windows = bar.add_task("CDE windows", total=None, info="")
+            preds["CDE"] = cde.predict(market, start=split, progress=lambda done, total: bar.update(
+                windows, completed=done, total=total))[split:]
         else:
             err.print(f"[yellow]no CDE checkpoint for train data {train_mkt.fingerprint} under "
-                      f"{results}: run `python -m sweep regime train` with the same --data, --coins "
+                      f"{escape(str(results))}: run `python -m sweep regime train` with the same --data, --coins "
                       "and --holdout; showing the HMM only[/]")
             bar.update(task, advance=1)
         bar.update(task, advance=1, info="scoring")
@@ -193,35 +216,36 @@ def evaluate(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt =
         if name in preds:
             console.print(_model_table(f"{name} on the held-out part {held[0]} .. {held[1]}",
                                        [r for r in rows if r["model"] == name]))
+    names = [n for n in ("CDE", "HMM") if n in preds]
     side = Table(title="Side by side (held-out part)")
     side.add_column("coin")
-    for name in preds:
+    for name in names:
         side.add_column(f"{name} accuracy", justify="right")
-    for name in preds:
+    for name in names:
         side.add_column(f"{name} macro F1", justify="right")
     for coin in list(market.coins) + ["ALL"]:
         by = {r["model"]: r for r in rows if r["coin"] == coin}
-        side.add_row(coin, *[_pct(by[n]["accuracy"]) for n in preds], *[_f(by[n]["macro_f1"]) for n in preds],
+        side.add_row(coin, *[_pct(by[n]["accuracy"]) for n in names], *[_f(by[n]["macro_f1"]) for n in names],
                      style="bold" if coin == "ALL" else None)
     console.print(side)
     ok = y != UNKNOWN
     dist = np.bincount(y[ok].astype(np.int64), minlength=len(CLASSES)) / max(ok.sum(), 1)
-    console.print("held-out label mix: " + ", ".join(f"{c} {_pct(p)}" for c, p in zip(CLASSES, dist))
-                  + f"; label: {spec.describe()}")
+    mix = ", ".join(f"{c} {_pct(p)}" for c, p in zip(CLASSES, dist, strict=True))
+    console.print(f"held-out label mix: {mix}; label: {escape(spec.describe())}")
     out = {
         "data": market.label, "data_fingerprint": market.fingerprint,
         "train_fingerprint": train_mkt.fingerprint, "coins": list(market.coins),
         "train": [market.index[0].isoformat(), market.index[split - 1].isoformat()],
         "held_out": [held[0].isoformat(), held[1].isoformat()],
         "label": {"spec": spec.__dict__, "definition": spec.describe(),
-                  "theta": dict(zip(market.coins, map(float, theta))),
-                  "held_out_mix": dict(zip(CLASSES, map(float, dist)))},
+                  "theta": dict(zip(market.coins, map(float, theta), strict=True)),
+                  "held_out_mix": dict(zip(CLASSES, map(float, dist), strict=True))},
         "checkpoint": str(meta) if "CDE" in preds else None,
         "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
     }
     atomic_write_json(out, Path(results) / "eval.json")
     atomic_write_parquet(pa.Table.from_pylist(rows), Path(results) / "eval.parquet")
-    console.print(f"written {Path(results) / 'eval.json'} and {Path(results) / 'eval.parquet'}")
+    console.print(escape(f"written {Path(results) / 'eval.json'} and {Path(results) / 'eval.parquet'}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -112,7 +112,7 @@ RUNS = register_table("runs", (
     ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
     ("jobs", "int", "worker processes"),
     ("storage", "str", "Optuna storage URL, password masked"),
-    ("code_hash", "str", "hash of strategies/ and the sweep search spaces"),
+    ("code_hash", "str", "hash of strategies/ and sweep/space.py (sweep.study.code_hash())"),
     ("git_dirty", "bool", "uncommitted changes in the work tree"),
     ("argv", "str", "the command line"),
     ("status", "str", "running | finished | interrupted | failed"),
@@ -130,6 +130,8 @@ TRIALS = register_table("trials", (
     ("status", "str", "complete | rejected | failed"),
     ("rejected", "str", "hard-rejection reason (or error for failed), null when scored"),
     ("score", "float", "walk-forward score; -inf when rejected, NaN when failed"),
+    ("objective", "float", "value told to the sampler: score, or the unrejected score of a "
+                           "rejected trial (ranked below passing trials by constraints)"),
     ("worst_fold", "float", "lowest per-fold score"),
     ("fold_scores", "json", "list of per-fold scores"),
     ("folds", "json", "list of per-fold metric dicts"),
@@ -359,14 +361,17 @@ def has_rows(results_dir: Path | str, table: str) -> bool:
 
 def to_json(obj: Any) -> str:
     """Strict, stable JSON (sorted keys); non-finite floats become "nan", "inf", "-inf"."""
-    return json.dumps(_clean(obj), sort_keys=True, allow_nan=False)
+    return json.dumps(jsonable(obj), sort_keys=True, allow_nan=False)
 
 
-def _clean(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """Plain JSON types; exact floats; non-finite floats as "nan", "inf", "-inf"; NULL as null."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
-        return [_clean(v) for v in obj]
+        return [jsonable(v) for v in obj]
+    if obj is None or obj is pd.NaT or obj is pd.NA:
+        return None
     if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

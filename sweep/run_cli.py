@@ -182,7 +182,7 @@ class _Bar:
 def run_command(
     strategy: str = typer.Option("momentum", "--strategy", "-s", help="Registered strategy (see `sweep strategies`)."),
     trials: int = typer.Option(None, "--trials", "-n", min=1, help="Evaluated trials the study should hold "
-                               "(a rerun with the same --study continues to this number). Default 200 "
+                               "(a rerun with the same --study continues to this number). Default 1000 "
                                "unless --timeout is given."),
     timeout: float = typer.Option(None, "--timeout", min=1, help="Stop starting new trials after this many seconds."),
     sampler: str = typer.Option("tpe", "--sampler", help="Optuna sampler: tpe | cmaes | random | nsga2."),
@@ -200,7 +200,7 @@ def run_command(
     seed: int = SeedOpt,
     results_dir: Path = ResultsOpt,
     batch: int = typer.Option(None, "--batch", min=1, help="Trials per kernel batch (default by sampler: "
-                              "random 32, tpe 8, cmaes 8, nsga2 16)."),
+                              "random 32, tpe 16, cmaes 8, nsga2 16)."),
     fix: str = typer.Option(None, "--fix", help="Pin parameters: name=value,name=value."),
     mode: str = ModeOpt,
     top: int = typer.Option(10, "--top", min=1, help="Leaderboard rows."),
@@ -209,11 +209,11 @@ def run_command(
 
     Every trial lands in the results tables. The last line printed is `best_score: <number>`.
     """
-    from sweep.study import run_study
+    from sweep.study import DEFAULT_TRIALS, run_study
 
     _sigterm_as_interrupt()
     if trials is None and timeout is None:
-        trials = 200
+        trials = DEFAULT_TRIALS
     cfg = _config(strategy=strategy, trials=trials, timeout=timeout, sampler=sampler, data=data,
                   interval=interval, coins=_coins(coins), friction=friction, folds=folds, jobs=jobs,
                   storage=storage, study=study, seed=seed, results=results_dir, batch=batch,
@@ -248,9 +248,21 @@ def run_command(
     print_leaderboard(df, f"Top trials of {outcome.study} ({outcome.market_label})")
     out.print(f"{outcome.status}: {outcome.done_now} new trial(s) in {outcome.seconds:.1f}s "
               f"({outcome.trials_per_s:.2f} trials/s); study holds {outcome.done_before + outcome.done_now}")
+    inc = outcome.incumbent
+    if inc is None:
+        out.print("incumbent: none (no comparable scored trial outside this study)")
+    else:
+        out.print(f"incumbent: {_fmt(inc['score'])} (worst fold {_fmt(inc['worst_fold'])}; "
+                  f"{inc['study']} #{inc['trial']}); this study's best is below")
     print(f"best_score: {_num(outcome.best_score)}", flush=True)
     if outcome.status == "interrupted":
         raise typer.Exit(130)
+
+
+def _require(results_dir: Path) -> None:
+    if not results_dir.is_dir():
+        raise ConfigError(f"no results folder {results_dir}: pass --results DIR (the folder "
+                          "`sweep run --results` wrote), or run a sweep first")
 
 
 def _refresh_db(results_dir: Path) -> None:
@@ -371,6 +383,7 @@ def sql_command(
     elif not query:
         raise ConfigError('give a query, e.g. sweep sql "SELECT count(*) FROM trials", or --schema')
     else:
+        _require(results_dir)
         con = results.connect(results_dir)
         try:
             df = con.execute(query).df()
@@ -382,7 +395,8 @@ def sql_command(
         sys.stdout.write(df.to_csv(index=False))
         return
     if as_json:
-        sys.stdout.write(df.to_json(orient="records", date_format="iso", default_handler=str) + "\n")
+        records = [dict(zip(map(str, df.columns), row, strict=True)) for row in df.itertuples(index=False)]
+        sys.stdout.write(json.dumps(results.jsonable(records), allow_nan=False) + "\n")
         return
     table = Table(show_lines=False)
     for c in df.columns:
@@ -405,6 +419,7 @@ def leaderboard_command(
     """The best trials under the current harness hash (rejected trials last)."""
     from harness.manifest import harness_hash
 
+    _require(results_dir)
     h = None if all_hashes else harness_hash()
     df, hidden = leaderboard_frame(results_dir, strategy, study, h, top)
     if df.empty:

@@ -11,7 +11,7 @@ failed unevaluated, so several workers (or machines) never overshoot.
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.util
 import math
 import multiprocessing as mp
 import os
@@ -33,8 +33,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution, IntDistribution
-from optuna.storages import JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from harness.errors import ConfigError, HarnessError
@@ -46,10 +45,12 @@ from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
 from sweep import results
 from sweep.space import SearchSpace, search_space
-from sweep.trial_rows import Provenance, TrialResult, write_trials
+from sweep.storage import mask_url, open_storage, storage_url, sync_journal
+from sweep.trial_rows import CONSTRAINTS, Provenance, TrialResult, violations, write_trials
 
 SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
-BATCH = {"random": 32, "tpe": 8, "cmaes": 8, "nsga2": 16}  # trials per kernel call
+DEFAULT_TRIALS = 1000  # `sweep run` with no flags: under a minute on the embedded default (2 cores)
+BATCH = {"random": 32, "tpe": 16, "cmaes": 8, "nsga2": 16}  # trials per kernel call
 LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,120}$")
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ Report = Callable[[dict[str, Any]], None]
 @dataclass(frozen=True)
 class StudyConfig:
     strategy: str = "momentum"
-    trials: int | None = 200  # evaluated trials the study should hold; None: until timeout
+    trials: int | None = DEFAULT_TRIALS  # evaluated trials the study should hold; None: until timeout
     timeout: float | None = None  # seconds for this invocation
     sampler: str = "tpe"
     data: str | None = None
@@ -116,14 +117,51 @@ class Context:
     friction_version: str
 
 
-def code_hash() -> str:
-    """What the research loop may edit: strategies/ and the sweep search spaces."""
+def _strategy_files(module: str) -> list[Path]:
+    """The strategy's module and every strategies.* module it imports, transitively."""
+    import ast
+
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or not name.startswith("strategies"):
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, AttributeError, ValueError):  # `from pkg.mod import function`
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        path = Path(spec.origin)
+        seen[name] = path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                todo.append(node.module)
+                todo += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:  # relative: resolve
+                pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    pkg = pkg.rpartition(".")[0]
+                base = f"{pkg}.{node.module}" if node.module else pkg
+                todo.append(base)
+                todo += [f"{base}.{a.name}" for a in node.names]
+    return [seen[k] for k in sorted(seen)]
+
+
+def code_hash(strategy: RegisteredStrategy | None = None) -> str:
+    """What the research loop may edit: all of strategies/ and sweep/space.py, or with a strategy
+    only what it runs (its strategies/ modules, found through their imports, and space.py)."""
+    if strategy is None:
+        files = [p for p in sorted((ROOT / "strategies").rglob("*.py")) if "__pycache__" not in p.parts]
+    else:
+        files = _strategy_files(strategy.generate_fn.__module__)
     h = hashlib.sha256()
-    paths = sorted((ROOT / "strategies").rglob("*.py")) + [ROOT / "sweep" / "space.py"]
-    for p in paths:
-        if "__pycache__" not in p.parts:
-            h.update(p.relative_to(ROOT).as_posix().encode())
-            h.update(p.read_bytes())
+    for p in files + [ROOT / "sweep" / "space.py"]:
+        h.update(p.relative_to(ROOT).as_posix().encode() if p.is_relative_to(ROOT) else p.name.encode())
+        h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -147,7 +185,7 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     space = search_space(strategy.name, strategy.params_cls, cfg.fixed)
     commit, _ = results.git_state()
     prov = Provenance(run_id, harness_hash(), market.fingerprint, friction.version, commit, cfg.seed)
-    chash = code_hash()
+    chash = code_hash(strategy)
     name = cfg.study or default_study_name(cfg, prov, folds, chash, interval)
     return Context(replace(cfg, interval=interval), strategy, market, folds, space, prov, name,
                    chash, friction.version)
@@ -161,69 +199,6 @@ def default_study_name(cfg: StudyConfig, prov: Provenance, folds: Folds, chash: 
     return f"{cfg.strategy}-{cfg.sampler}-s{cfg.seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-# ---------------------------------------------------------------------------------- storage
-
-def storage_url(storage: str | None, results_dir: Path, study_name: str) -> str:
-    """A journal file path or an RDB URL; `postgresql://` uses psycopg 3."""
-    if storage is None:
-        return str(results_dir / "studies" / f"{study_name}.journal")
-    if storage.startswith("postgresql://") or storage.startswith("postgres://"):
-        return "postgresql+psycopg://" + storage.split("://", 1)[1]
-    return storage
-
-
-def mask_url(url: str) -> str:
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-class BatchSyncedJournal(JournalFileBackend):
-    """Optuna's journal file, fsynced once per batch (`sync`) instead of once per operation.
-
-    A trial is ~20 journal operations; an fsync each made the journal, not the kernel, the
-    bottleneck (~100 ms a trial here). The ordering durability needs is kept: the journal is
-    fsynced after a batch is asked, before its rows are written, so no row names a trial the
-    journal could lose; a tell lost to a power cut is re-told from the rows by `reconcile`.
-    """
-
-    def __init__(self, path: str, grace_period: int = 10) -> None:
-        self._path_ = path
-        self._lock_ = JournalFileSymlinkLock(path, grace_period=grace_period)
-        super().__init__(path, lock_obj=self._lock_)
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        payload = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-        self._lock_.acquire()
-        try:
-            with open(self._path_, "ab") as fh:
-                fh.write(payload.encode("utf-8"))
-        finally:
-            self._lock_.release()
-
-
-def is_journal(url: str) -> bool:
-    return "://" not in url or url.startswith("file://")
-
-
-def sync_journal(url: str) -> None:
-    """fsync a journal file (no-op for RDB storage, which commits per operation)."""
-    if is_journal(url):
-        results.fsync_path(Path(url.removeprefix("file://")))
-
-
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    if not is_journal(url):
-        try:
-            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-        except Exception as exc:  # sqlalchemy/driver errors: one line, with the masked URL
-            raise ConfigError(f"cannot open storage {mask_url(url)}: {str(exc).splitlines()[0]}") from None
-    path = Path(url.removeprefix("file://"))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(BatchSyncedJournal(str(path)))
-    except OSError as exc:
-        raise ConfigError(f"cannot open journal storage {path}: {exc.strerror}") from None
-
-
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if name == "tpe":
@@ -232,11 +207,6 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
-    import importlib.util
-
-    if importlib.util.find_spec("cmaes") is None:
-        raise ConfigError("--sampler cmaes needs the `cmaes` package, which is not installed "
-                          "(add it to pyproject.toml), or use --sampler tpe")
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
 
 
@@ -330,6 +300,19 @@ def count_evaluated(study: optuna.Study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
 
 
+def tell_scored(study: optuna.Study, trial: optuna.Trial, values: float | list[float],
+                violation: list[float]) -> None:
+    """Tell a scored trial, its hard rejections first as Optuna constraints (<= 0 passes) so TPE
+    and NSGA-II rank a rejected trial below every passing one, by how far it is from passing.
+    A trial another process already finished (a reconcile racing its owner) is left alone."""
+    try:
+        for key, v in zip(CONSTRAINTS, violation, strict=True):
+            trial.set_constraint(key, v)
+    except UpdateFinishedTrialError:
+        return
+    study.tell(trial, values, skip_if_finished=True)
+
+
 def reconcile(study: optuna.Study, results_dir: Path) -> dict[str, int]:
     """Finish RUNNING trials left by dead workers: told from their rows, or failed."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -338,18 +321,20 @@ def reconcile(study: optuna.Study, results_dir: Path) -> dict[str, int]:
         return out
     rows = {}
     if results.has_rows(results_dir, "trials"):
-        df = results.query(results_dir, "SELECT trial, status, score, worst_fold FROM trials "
+        df = results.query(results_dir, "SELECT trial, status, objective, worst_fold, "
+                           "base_n_trades, base_annualized, stress_calmar FROM trials "
                            "WHERE study = ? AND command = 'run'", [study.study_name])
         rows = {int(r.trial): r for r in df.itertuples()}
     multi = len(study.directions) > 1
     for t in running:
         row = rows.get(t.number)
         if row is not None:
-            if row.status == "failed" or math.isnan(row.score):
+            if row.status == "failed" or math.isnan(row.objective):
                 study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             else:
-                values = [row.score, row.worst_fold] if multi else row.score
-                study.tell(t.number, values, skip_if_finished=True)
+                tell_scored(study, optuna.Trial(study, t._trial_id),
+                            [row.objective, row.worst_fold] if multi else row.objective,
+                            violations(row.base_n_trades, row.base_annualized, row.stress_calmar))
             out["told"] += 1
         elif _owner_dead(t.user_attrs.get("worker")):
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
@@ -382,8 +367,14 @@ def ask_batch(study: optuna.Study, ctx: Context, size: int, wid: str) -> list[op
         size = min(size, target - count_evaluated(study))
     if size <= 0:
         return []
-    with _signals_deferred():
-        asked = [_ask_owned(study, ctx.space.distributions, wid) for _ in range(size)]
+    asked: list[optuna.Trial] = []
+    try:
+        with _signals_deferred():
+            asked = [_ask_owned(study, ctx.space.distributions, wid) for _ in range(size)]
+    except BaseException:  # an interrupt held during the asks: fail them, never leave RUNNING
+        for t in asked:
+            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+        raise
     sync_journal(storage_url(ctx.cfg.storage, ctx.cfg.results, ctx.study_name))
     if target is None:
         return asked
@@ -415,31 +406,39 @@ def evaluate_params(ctx: Context, params: list[Any]) -> list[tuple[Any, str | No
 
 @contextmanager
 def _signals_deferred():
-    """SIGINT/SIGTERM wait until the rows are written AND told (main thread only)."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs) if main else None
+    """SIGINT/SIGTERM arriving inside the block are handled when it ends (main thread only).
+
+    Python handlers are swapped rather than the OS mask: a signal that already tripped Python's
+    flag is then also caught by the deferring handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+           for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        if main:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if held:
+            handler = old[held[0]]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(held[0])
 
 
 def run_batch(study: optuna.Study, ctx: Context, trials: list[optuna.Trial]) -> list[TrialResult]:
     """Evaluate, write the rows, then tell Optuna (the order durability rests on).
 
-    An interrupt during the evaluation fails the batch in flight; once evaluated, writing and
-    telling finish before any signal is handled.
+    Once evaluated, writing and telling finish before any signal is handled; an interrupt
+    before that fails the batch in flight (worker_loop).
     """
     t0 = time.perf_counter()
     params = [ctx.space.params(t.params) for t in trials]
-    try:
-        outcomes = evaluate_params(ctx, params)
-    except BaseException:
-        for t in trials:
-            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-        raise
+    outcomes = evaluate_params(ctx, params)
     dt = (time.perf_counter() - t0) / max(1, len(trials))
     batch = [TrialResult(ctx.study_name, t.number, asdict(p), ev, err, dt)
              for t, p, (ev, err) in zip(trials, params, outcomes, strict=True)]
@@ -451,7 +450,8 @@ def run_batch(study: optuna.Study, ctx: Context, trials: list[optuna.Trial]) -> 
                 t.set_user_attr("recorded", True)
                 study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
             else:
-                study.tell(t, [r.score, r.worst_fold] if multi else r.score, skip_if_finished=True)
+                tell_scored(study, t, [r.objective, r.worst_fold] if multi else r.objective,
+                            r.violations)
     return batch
 
 
@@ -461,10 +461,16 @@ def worker_loop(ctx: Context, study: optuna.Study, report: Report, stop: Callabl
     wid = worker_id()
     done = ok = 0
     while not stop() and (deadline is None or time.monotonic() < deadline):
-        trials = ask_batch(study, ctx, ctx.cfg.batch_size, wid)
-        if not trials:
-            break
-        batch = run_batch(study, ctx, trials)
+        trials: list[optuna.Trial] = []
+        try:
+            trials = ask_batch(study, ctx, ctx.cfg.batch_size, wid)
+            if not trials:
+                break
+            batch = run_batch(study, ctx, trials)
+        except BaseException:
+            for t in trials:  # finished ones are skipped; the rest were never recorded
+                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
+            raise
         done += len(batch)
         good = [r.score for r in batch if r.evaluation is not None]
         ok += len(good)
@@ -474,6 +480,13 @@ def worker_loop(ctx: Context, study: optuna.Study, report: Report, stop: Callabl
             errors = sorted({r.error for r in batch if r.error})
             raise HarnessError(f"every trial of the first batch failed: {errors[0] if errors else '?'}")
     return done
+
+
+def _share_cores(jobs: int) -> None:
+    """J workers on C cores: C // J numba threads each, so kernels do not oversubscribe."""
+    import numba
+
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // jobs)))
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -486,9 +499,7 @@ def _worker_main(cfg: StudyConfig, strategy: RegisteredStrategy, run_id: str, wo
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator stops workers with SIGTERM
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        import numba
-
-        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // cfg.jobs)))
+        _share_cores(cfg.jobs)
         ctx = prepare(cfg, run_id, strategy=strategy)
         study = open_study(ctx, worker, create=False)
         deadline = None if deadline_s is None else time.monotonic() + deadline_s
@@ -516,6 +527,7 @@ class Outcome:
     best_score: float
     market_label: str
     reconciled: dict[str, int]
+    incumbent: dict[str, Any] | None  # best comparable trial outside this study, before it ran
 
     @property
     def trials_per_s(self) -> float:
@@ -533,7 +545,7 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
         "n_bars": ctx.market.n_bars, "folds": results.to_json(asdict(ctx.folds)),
         "trials_target": cfg.trials, "jobs": cfg.jobs,
         "storage": mask_url(storage_url(cfg.storage, cfg.results, ctx.study_name)),
-        "code_hash": ctx.code_hash, "git_dirty": dirty, "argv": cfg.argv, "status": status,
+        "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,
         "summary": results.to_json(summary), "started_at": started,
         "finished_at": results.now() if finished else None, "updated_at": results.now(),
     }
@@ -556,6 +568,23 @@ def best_score(results_dir: Path, study_name: str) -> float:
     return -math.inf if s is None or (isinstance(s, float) and math.isnan(s)) else float(s)
 
 
+def best_comparable(ctx: Context, exclude_study: str | None = None) -> dict[str, Any] | None:
+    """The best scored trial of this strategy under the same harness, data and friction
+    (results of other hashes, data or costs are not comparable), optionally outside a study."""
+    if not results.has_rows(ctx.cfg.results, "trials"):
+        return None
+    df = results.query(
+        ctx.cfg.results,
+        "SELECT study, trial, score, worst_fold, params FROM trials WHERE strategy = ? AND "
+        "harness_hash = ? AND data_fingerprint = ? AND sim_model_version = ? AND "
+        "status = 'complete' AND isfinite(score) AND study IS DISTINCT FROM ? "
+        "ORDER BY score DESC, finished_at LIMIT 1",
+        [ctx.strategy.name, ctx.prov.harness_hash, ctx.prov.data_fingerprint,
+         ctx.friction_version, exclude_study],
+    )
+    return df.iloc[0].to_dict() if len(df) else None
+
+
 def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | None = None,
               on_start: Callable[[Context, int], None] | None = None) -> Outcome:
     """Run (or resume) the study; `report` receives progress events, `on_start(ctx, done)` first."""
@@ -565,6 +594,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     study = open_study(ctx)
     reconciled = reconcile(study, cfg.results)
     done_before = count_evaluated(study)
+    before = best_comparable(ctx, exclude_study=ctx.study_name)
     started = results.now()
     write_run(ctx, "running", started)
     if on_start:
@@ -572,11 +602,11 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     t0 = time.monotonic()
     status = "finished"
     try:
+        deadline = None if cfg.timeout is None else t0 + cfg.timeout
         if cfg.jobs == 1:
-            deadline = None if cfg.timeout is None else t0 + cfg.timeout
             worker_loop(ctx, study, report, lambda: False, deadline)
         else:
-            _run_workers(ctx, report)
+            _run_workers(ctx, study, report, deadline)
     except KeyboardInterrupt:
         status = "interrupted"
     except BaseException:
@@ -588,35 +618,50 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     write_run(ctx, status, started, {"best_score": best, "trials_done": done_now,
                                      "seconds": round(seconds, 3)}, finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
-                   ctx.market.label, reconciled)
+                   ctx.market.label, reconciled, before)
 
 
-def _run_workers(ctx: Context, report: Report) -> None:
-    cfg = ctx.cfg
+def _run_workers(ctx: Context, study: optuna.Study, report: Report, deadline: float | None) -> None:
+    """Worker 0 runs here (the market is already loaded); workers 1..J-1 are spawned processes
+    on the same study, reporting through a queue that a thread drains."""
+    cfg = replace(ctx.cfg, study=ctx.study_name)  # resolved once: workers must not re-derive it
     mpc = mp.get_context("spawn")
     q = mpc.Queue()
     stop_ev = mpc.Event()
-    cfg = replace(cfg, study=ctx.study_name)  # resolved once: workers must not re-derive it
-    procs = [mpc.Process(target=_worker_main, daemon=False,
-                         args=(cfg, ctx.strategy, ctx.prov.run_id, i, q, stop_ev, cfg.timeout,
-                               os.getpid()),
-                         name=f"sweep-worker-{i}")
-             for i in range(cfg.jobs)]
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    procs = [mpc.Process(target=_worker_main, name=f"sweep-worker-{i}",
+                         args=(cfg, ctx.strategy, ctx.prov.run_id, i, q, stop_ev, timeout, os.getpid()))
+             for i in range(1, cfg.jobs)]
     for p in procs:
         p.start()
+    _share_cores(cfg.jobs)
+    lock = threading.Lock()
     errors: list[str] = []
-    try:
-        while any(p.is_alive() for p in procs) or not q.empty():
+    draining = threading.Event()
+
+    def locked(event: dict[str, Any]) -> None:
+        with lock:
+            report(event)
+
+    def drain() -> None:
+        while not draining.is_set() or not q.empty():
             try:
-                event = q.get(timeout=0.2)
+                event = q.get(timeout=0.1)
             except queue.Empty:
                 continue
             if event.get("type") == "error":
                 errors.append(event["message"])
                 stop_ev.set()
             else:
-                report(event)
-    except KeyboardInterrupt:
+                locked(event)
+
+    drainer = threading.Thread(target=drain, name="sweep-progress", daemon=True)
+    drainer.start()
+    try:
+        worker_loop(ctx, study, locked, stop_ev.is_set, deadline)
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.1)
+    except BaseException:
         stop_ev.set()
         for p in procs:
             if p.is_alive() and p.pid:
@@ -626,6 +671,9 @@ def _run_workers(ctx: Context, report: Report) -> None:
             if p.is_alive():
                 p.terminate()
         raise
+    finally:
+        draining.set()
+        drainer.join(timeout=5)
     for p in procs:
         p.join()
     if errors:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluate import Evaluation
+from harness.metrics import MAX_LOSS_ANNUALIZED, MIN_TRADES, raw_score
 from sweep import results
 
 
@@ -60,6 +61,36 @@ class TrialResult:
     def worst_fold(self) -> float:
         return math.nan if self.evaluation is None else float(self.evaluation.worst_fold)
 
+    @property
+    def objective(self) -> float:
+        """What the sampler is told: the score, or for a rejected trial its unrejected score
+        (the sampler's constraints rank it below every trial that passes)."""
+        ev = self.evaluation
+        if ev is None:
+            return math.nan
+        if math.isfinite(ev.score):
+            return float(ev.score)
+        raw = raw_score(ev.base)
+        return float(raw) if math.isfinite(raw) else -1.0
+
+    @property
+    def violations(self) -> list[float] | None:
+        ev = self.evaluation
+        if ev is None:
+            return None
+        return violations(ev.base.n_trades, ev.base.annualized, ev.stress.calmar)
+
+
+CONSTRAINTS = ("min_trades", "max_loss", "stress_calmar")  # the order of violations()
+
+
+def violations(n_trades: float, annualized: float, stress_calmar: float) -> list[float]:
+    """The hard rejections as sampler constraints (<= 0 passes), each scaled to about one unit,
+    so a sampler learns how far a rejected trial is from passing instead of seeing -inf."""
+    calmar = -stress_calmar if math.isfinite(stress_calmar) else (0.0 if stress_calmar > 0 else 1.0)
+    ann = MAX_LOSS_ANNUALIZED - annualized if math.isfinite(annualized) else 1.0
+    return [float((MIN_TRADES - n_trades) / MIN_TRADES), float(ann), float(calmar)]
+
 
 def _metrics(prefix: str, m: Any) -> dict[str, Any]:
     return {f"{prefix}_{k}": v for k, v in dataclasses.asdict(m).items()}
@@ -76,6 +107,7 @@ def trial_row(r: TrialResult, prov: Provenance, command: str, strategy: str) -> 
         "status": r.status,
         "rejected": r.error if ev is None else ev.rejected,
         "score": r.score,
+        "objective": r.objective,
         "worst_fold": r.worst_fold,
         "fold_scores": results.to_json(list(ev.fold_scores) if ev else []),
         "folds": results.to_json([dataclasses.asdict(m) for m in ev.folds] if ev else []),

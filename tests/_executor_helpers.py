@@ -15,8 +15,8 @@ from harness.manifest import harness_hash
 from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.simulate import SimConfig, SimResult, simulate
+from schemas.candidates import Gates
 from strategies.base import get_strategy, make_params
-from sweep.candidates import Gates
 
 EVIDENCE = {
     "n": 40, "mean_r": 0.4, "t_stat": 3.2, "win_rate": 0.5, "sharpe": 1.5, "max_dd_r": 6.0,
@@ -152,12 +152,13 @@ def start_engine(tmp: Path, market: Market, first: int, buckets: list[dict], sim
     return Engine.start(led, loaded, settings, KillSwitch(kill_file or tmp / "p.KILL"), history)
 
 
-def feed_bars(engine, market: Market, t0: int, t1: int) -> None:
-    """Hand bars [t0, t1) of `market` to the engine as a replay would."""
+def feed_bars(engine, market: Market, t0: int, t1: int, lag: pd.Timedelta | None = None) -> None:
+    """Hand bars [t0, t1) of `market` to the engine as a replay would (at the bar's close, or
+    `lag` after its open: a late feed)."""
     from executor.feeds import BarRows
     from executor.window import market_rows
 
     step = pd.Timedelta(seconds=market.bar_seconds)
     for t in range(t0, t1):
         candles, funding = market_rows(market, t)
-        engine.process(BarRows(market.index[t], candles, funding, market.index[t] + step))
+        engine.process(BarRows(market.index[t], candles, funding, market.index[t] + (lag or step)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class Params:
     side: str = param("both", choices=("long", "short", "both"), help="sides traded")
     hold: int = param(24, 0, 96, help="time stop in bars")
     fade: bool = param(False, help="trade the breakout the other way")
+    pause: float = param(0.0, 0.0, 1.0, help="seconds of sleep per call: a slow strategy")
 
 
 def _rolling(a: np.ndarray, n: int, fn) -> np.ndarray:
@@ -41,6 +43,7 @@ def _rolling(a: np.ndarray, n: int, fn) -> np.ndarray:
 
 
 def generate(market: Market, p: Params, mode="live", fitted=None) -> Signals:
+    time.sleep(p.pause)
     sig = Signals.empty(market, NAME)
     c, h, lo = market.close, market.high, market.low
     with np.errstate(invalid="ignore"):
@@ -70,13 +73,18 @@ def generate(market: Market, p: Params, mode="live", fitted=None) -> Signals:
 
 def install() -> None:
     """Register the test strategy (not at import: other tests iterate over the registry)."""
+    from sweep.space import OVERRIDES
+
     register(NAME, Params, description="tests only: n-bar breakout with a range stop")(generate)
+    OVERRIDES[NAME] = {"pause": 0.0}  # not searched; `--fix pause=...` makes it slow on purpose
 
 
 def uninstall() -> None:
     import strategies.base as base
+    from sweep.space import OVERRIDES
 
     base._REGISTRY.pop(NAME, None)
+    OVERRIDES.pop(NAME, None)
 
 
 def write_dataset(folder: Path, n_bars: int = 2400, n_coins: int = 4, seed: int = 3) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from harness.market import INTERVALS
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS
-from sweep.candidates import (
+from schemas.candidates import (
     EXAMPLE_PATH,
     SCHEMA_PATH,
     Candidates,

@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _executor_helpers import backtest, bucket, every_bucket, ledger_table, masked_signals, write_candidates
+from _executor_helpers import (
+    backtest,
+    bucket,
+    every_bucket,
+    ledger_table,
+    masked_signals,
+    write_candidates,
+)
 
 from executor.runner import PaperOptions, open_paper, run
 from harness.simulate import SimConfig
@@ -74,8 +81,8 @@ def _check_parity(engine, market, res) -> int:
 def test_month_replay_matches_the_backtest(tmp_path):
     """A month of the embedded market at 4h, zscore_reversion, some of its buckets promoted.
 
-    It is an active case: partial take-profits, trailing stops, daily halts, a liquidation and
-    the drawdown kill switch all happen in it (with the kernel's own accounting of each)."""
+    An active case: partial take-profits, breakeven and trailing stops and daily loss halts
+    happen in it, and the position limit turns orders away."""
     sim = SimConfig(max_positions=3)
     buckets = every_bucket("zscore_reversion", COINS[:-1], interval="4h", vols=("low", "mid"))
     buckets.append(bucket("zscore_reversion", ("SOL",), "long", "US_MAIN", "NEUTRAL", "high", interval="4h"))
@@ -96,6 +103,11 @@ def test_month_replay_matches_the_backtest(tmp_path):
     ex = fills[fills.kind != "entry"].groupby("position_id").apply(lambda g: (g.qty * g.price).sum(),
                                                                   include_groups=False)
     np.testing.assert_allclose(ex.loc[closed.index], closed.exit_price * closed["size"], rtol=1e-12)
+    # a stop moved to breakeven by the partial exits at the entry price or worse (a gap)
+    be = closed[closed.exit_reason == "partial"]
+    assert len(be), "the case must take partial profits"
+    final = fills[fills.kind == "exit"].set_index("position_id").loc[be.index]
+    assert (be.side * (final.price - be.entry_price * (1 - be.side * 5e-4)) <= 1e-9).all()
     fund = ledger_table(led.path, "funding", "ts").groupby("position_id").amount.sum()
     np.testing.assert_allclose(fund.reindex(closed.index, fill_value=0.0), closed.funding, atol=1e-9)
 
@@ -135,3 +147,31 @@ def test_warmup_comes_from_before_start(tmp_path):
     assert pd.Timestamp(candles.ts.iloc[0]) == m.index[-50]
     assert feed.first_bar == pd.Timestamp("2024-03-01", tz="UTC")
     engine.ledger.close()
+
+
+def test_window_rebuilds_the_market_bar_by_bar():
+    """Candles and funding rows in, one bar at a time: the same Market as built at once, gaps
+    (one coin, or every coin) and funding on unlisted bars included."""
+    from dataclasses import replace
+
+    from executor.window import Window, market_rows
+    from harness.market import ARRAY_FIELDS
+
+    m = load_market("embedded", "1h", coins=["BTC", "ETH", "SOL"], start="2024-02-01", end="2024-02-04")
+    listed = m.listed.copy()
+    listed[10, 1] = False
+    listed[20, :] = False
+    arrays = {k: np.where(listed, getattr(m, k), np.nan) for k in ("open", "high", "low", "close", "volume")}
+    funding = m.funding.copy()
+    funding[20, :] = 1e-5  # paid while no coin traded
+    m = replace(m, listed=listed, funding=funding, _fingerprint=[], **arrays)
+    w = Window("1h", m.coins, m.index[0], m.source)
+    head = [market_rows(m, t) for t in range(24)]
+    w.add(pd.concat([h[0] for h in head]), pd.concat([h[1] for h in head]))
+    for t in range(24, m.n_bars):
+        w.add(*market_rows(m, t), bar=m.index[t])
+    got = w.market(m.n_bars + 1)
+    assert (got.index[:-1] == m.index).all() and got.coins == m.coins
+    for name in ARRAY_FIELDS + ("listed",):
+        np.testing.assert_array_equal(getattr(got, name)[:-1], getattr(m, name), err_msg=name)
+    assert not got.listed[-1].any() and np.isnan(got.close[-1]).all()  # the empty bar after now

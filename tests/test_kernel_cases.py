@@ -11,47 +11,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from _kernel_helpers import FEE, FREE, NO_RISK, SLIP, flat, make_market, signal
 
 from harness import simulate as sim_mod
 from harness.errors import SignalsError
-from harness.friction import V2, V3, V4
-from harness.market import Market
+from harness.friction import V3, V4
 from harness.signals import Signals
 from harness.simulate import SimConfig, simulate
-
-FEE = V2.fee_bps * 1e-4  # 4.5 bps
-SLIP = V2.slippage_bps * 1e-4  # 5 bps
-FREE = replace(V2, fee_bps=0.0, slippage_bps=0.0, version="test_free")  # v2 timing, no costs
-NO_RISK = SimConfig(daily_loss_halt=50.0, kill_drawdown=50.0)
-
-
-def make_market(bars: dict[str, list[tuple[float, float, float, float]]], funding: float = 0.0,
-                start: str = "2024-01-01") -> Market:
-    coins = tuple(bars)
-    arr = np.array([bars[c] for c in coins], dtype=np.float64).transpose(1, 0, 2)  # (n, k, 4)
-    n, k = arr.shape[:2]
-    nan = np.full((n, k), np.nan)
-    return Market(
-        index=pd.date_range(start, periods=n, freq="h", tz="UTC"), coins=coins, interval="1h",
-        open=arr[:, :, 0].copy(), high=arr[:, :, 1].copy(), low=arr[:, :, 2].copy(),
-        close=arr[:, :, 3].copy(), volume=np.ones((n, k)), funding=np.full((n, k), funding),
-        premium=nan, open_interest=nan.copy(), listed=np.ones((n, k), dtype=bool), source="test",
-    )
-
-
-def flat(n: int, price: float = 100.0) -> list[tuple[float, float, float, float]]:
-    return [(price, price, price, price)] * n
-
-
-def signal(sig: Signals, t: int, side: int, stop: float, coin: int = 0, target: float = np.nan,
-           score: float = 1.0, setup: int = 0, hold: int = 0, trail: float = np.nan) -> None:
-    sig.direction[t, coin] = side
-    sig.stop[t, coin] = stop
-    sig.target[t, coin] = target
-    sig.score[t, coin] = score
-    sig.setup[t, coin] = setup
-    sig.hold[t, coin] = hold
-    sig.trail[t, coin] = trail
 
 
 def one_trade(res, p: int = 0) -> pd.Series:
@@ -346,3 +312,48 @@ def test_bad_signal_names_strategy_coin_and_bar():
     sig.direction[2, 1] = 1  # stop left at 0
     with pytest.raises(SignalsError, match=r"broken: stop .* coin ETH bar 2"):
         simulate(m, sig)
+
+
+@pytest.mark.parametrize("halt,kill,expected", [
+    (0.2, 0.6, {"stop", "partial", "trail", "target", "liquidation", "signal", "time", "end_of_data"}),
+    (0.05, 0.25, {"daily_halt", "kill_switch", "liquidation", "signal"}),
+])
+def test_cash_accounting_identity_on_random_v4_portfolios(halt, kill, expected):
+    # Every cash flow (fees, slippage, funding, partials, liquidations) belongs to one trade and
+    # every position is closed at the end: final - initial equity == the sum of trade pnl.
+    rng = np.random.default_rng(5)
+    n = 24 * 30
+    bars = {}
+    for coin in ("BTC", "ETH", "SOL", "XYZ"):
+        close = 100 * np.exp(np.cumsum(rng.standard_t(3, n) * 0.01))
+        op = np.r_[100.0, close[:-1]] * np.exp(rng.normal(0, 0.003, n))
+        hi = np.maximum(op, close) * np.exp(np.abs(rng.normal(0, 0.006, n)))
+        lo = np.minimum(op, close) * np.exp(-np.abs(rng.normal(0, 0.006, n)))
+        bars[coin] = list(zip(op, hi, lo, close, strict=True))
+    m = make_market(bars, funding=3e-5)
+    sig = Signals.empty(m, "random")
+    hit = rng.random((n, 4)) < 0.05
+    sig.direction[hit] = rng.choice([-1, 1], hit.sum())
+    sig.stop[hit] = rng.uniform(1.0, 25.0, hit.sum())  # some stops lie beyond liquidation
+    sig.target[hit] = np.where(rng.random(hit.sum()) < 0.5, rng.uniform(1.0, 4.0, hit.sum()), np.nan)
+    sig.score[hit] = rng.random(hit.sum())
+    sig.hold[hit] = np.where(rng.random(hit.sum()) < 0.2, 12, 0)
+    sig.exit[rng.random((n, 4)) < 0.01] = True
+    cfg = SimConfig(risk_fraction=0.03, max_leverage=10.0, position_leverage=20.0, max_positions=3,
+                    daily_loss_halt=halt, kill_drawdown=kill)
+    res = simulate(m, sig, friction="v4", config=cfg, segments=[(0, 300), (300, n)])
+    tr = res.trades(0)
+    assert expected <= set(tr.exit_reason), set(tr.exit_reason)
+    for g, met in enumerate(res.segment_metrics(0)):
+        seg = tr[tr.segment == g]
+        assert met.final_equity - cfg.initial_equity == pytest.approx(seg.pnl.sum(), rel=1e-9)
+        assert met.fees == pytest.approx(seg.fees.sum(), rel=1e-12)
+        assert met.funding == pytest.approx(seg.funding.sum(), rel=1e-12)
+        assert met.n_trades == len(seg)
+    np.testing.assert_allclose(tr.r_multiple, tr.pnl / (tr["size"] * tr.stop_distance), rtol=1e-12)
+    assert (tr.exit_bar >= tr.entry_bar).all() and (tr.entry_bar == tr.signal_bar + 1).all()
+    liq = tr[tr.exit_reason == "liquidation"]
+    lev = np.minimum(cfg.position_leverage, [40.0 if c == "BTC" else 25.0 if c == "ETH" else
+                                             20.0 if c == "SOL" else 5.0 for c in liq.coin])
+    margin = liq.notional / lev * np.where(liq.partial_taken, 1 - V4.partial_frac, 1.0)
+    np.testing.assert_allclose(liq.pnl, -margin - liq.fees - liq.funding, rtol=1e-9)

@@ -9,11 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from _kernel_helpers import FREE, NO_RISK, flat, make_market, signal
 
 from harness.metrics import Metrics, annualized, dampener, div_bonus, hhi, raw_score, score
 from harness.signals import Signals
 from harness.simulate import SimConfig, simulate
-from tests.test_kernel_cases import FREE, NO_RISK, flat, make_market, signal
 
 GOOD = Metrics(total_return=0.2, annualized=0.40, max_dd=0.25, sharpe=1.5, sortino=2.0,
                calmar=1.6, n_trades=30, win_rate=0.5, mean_r=0.3, hhi=0.5, exposure=1.0,

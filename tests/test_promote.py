@@ -28,9 +28,9 @@ from typer.testing import CliRunner
 from harness.market import Market
 from harness.signals import Signals
 from harness.sources import load_market
+from schemas.candidates import CandidatesError, Gates, load_candidates, validate_document
 from strategies.base import param, register
 from sweep import promote_cli, results
-from sweep.candidates import CandidatesError, Gates, load_candidates, validate_document
 from sweep.promote import PromoteError, run_promotion
 from sweep.promote_stats import KillSpec, kill_criteria, max_drawdown_r, welch_below
 

@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _regime_synth import planted_market, perturbed_after
+from _regime_synth import perturbed_after, planted_market
 
 from harness.market import Market
 from harness.signals import REGIMES
-from strategies.regime.btc import (COUNTER_REGIME_MULTIPLIER, LONG, NEUTRAL, SHORT, btc_regime,
-                                   regime_multiplier)
+from strategies.regime.btc import (
+    COUNTER_REGIME_MULTIPLIER,
+    LONG,
+    NEUTRAL,
+    SHORT,
+    btc_regime,
+    regime_multiplier,
+)
 
 
 def _pandas_regime(close: pd.Series) -> np.ndarray:

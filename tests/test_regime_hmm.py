@@ -8,8 +8,14 @@ import pytest
 from _regime_synth import perturbed_after, planted_market
 
 from strategies.regime.features import FEATURES, regime_features
-from strategies.regime.hmm import (HMMConfig, filtered_proba, fit_market_hmm, fit_state_classes,
-                                   market_proba, proba_to_classes)
+from strategies.regime.hmm import (
+    HMMConfig,
+    filtered_proba,
+    fit_market_hmm,
+    fit_state_classes,
+    market_proba,
+    proba_to_classes,
+)
 from strategies.regime.labels import LabelSpec, fit_barriers, forward_labels
 
 

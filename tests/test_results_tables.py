@@ -27,7 +27,7 @@ def trial_rows(study: str, trials: range, **extra) -> pd.DataFrame:
     rows = []
     for t in trials:
         rows.append({**prov(), "command": "run", "strategy": "s", "study": study, "trial": t,
-                     "status": "complete", "rejected": None, "score": float(rng.normal()),
+                     "status": "complete", "rejected": None, "score": float(rng.normal()), "objective": 0.0,
                      "worst_fold": -1.0, "fold_scores": "[]", "folds": "[]", "params": "{}",
                      "kept": False, "duration_s": 0.1, "finished_at": pd.Timestamp.now(tz="UTC"),
                      **extra})

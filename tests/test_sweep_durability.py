@@ -8,23 +8,16 @@ import signal
 import subprocess
 import time
 
+import _sweep_helpers as h
 import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-import _sweep_helpers as h
 from harness.sources import load_market
 from sweep import results
-from sweep.study import (
-    StudyConfig,
-    count_evaluated,
-    open_study,
-    prepare,
-    reconcile,
-    run_study,
-    storage_url,
-)
+from sweep.storage import open_storage, storage_url
+from sweep.study import StudyConfig, count_evaluated, open_study, prepare, reconcile, run_study
 from sweep.trial_rows import TrialResult, write_trials
 
 
@@ -50,14 +43,8 @@ def rows(res) -> pd.DataFrame:
 
 
 def optuna_trials(res, study: str) -> list:
-    s = optuna.load_study(study_name=study, storage=open_storage(res, study))
+    s = optuna.load_study(study_name=study, storage=open_storage(storage_url(None, res, study)))
     return s.get_trials(deepcopy=False)
-
-
-def open_storage(res, study):
-    from sweep.study import open_storage as op
-
-    return op(storage_url(None, res, study))
 
 
 def assert_consistent(res, study: str, n: int) -> None:
@@ -77,9 +64,12 @@ def cli_args(dataset, res, study, n, *extra):
 
 def test_two_workers_share_one_journal_study(tmp_path, dataset):
     res = tmp_path / "r"
-    p = h.run_cli(*cli_args(dataset, res, "shared", 24, "--jobs", "2", "--batch", "3"), timeout=240)
+    # a slow strategy (0.25 s a trial), so the spawned worker starts before the in-process
+    # worker could finish the 20 trials alone
+    p = h.run_cli(*cli_args(dataset, res, "shared", 20, "--jobs", "2", "--batch", "1",
+                            "--fix", "pause=0.25"), timeout=240)
     assert h.last_line(p.stdout).startswith("best_score: ")
-    assert_consistent(res, "shared", 24)
+    assert_consistent(res, "shared", 20)
     workers = {t.user_attrs.get("worker") for t in optuna_trials(res, "shared")
                if t.state == TrialState.COMPLETE}
     assert len(workers) == 2, "both worker processes must have evaluated trials"
@@ -96,32 +86,46 @@ def _wait_rows(res, at_least: int, proc, timeout: float = 120) -> None:
     raise AssertionError("no rows appeared in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_run_resumes_without_loss_or_double_count(tmp_path, dataset, sig):
-    res = tmp_path / "r"
-    n = 16
-    args = cli_args(dataset, res, "killme", n, "--batch", "1")
-    proc = subprocess.Popen(h.cli_cmd(*args), cwd=h.ROOT, env=h.env(), stdout=subprocess.PIPE,
+def _start(args):
+    return subprocess.Popen(h.cli_cmd(*args), cwd=h.ROOT, env=h.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def _kill_after(res, proc, at_least: int, sig: int) -> tuple[str, str]:
     try:
-        _wait_rows(res, 3, proc)
+        _wait_rows(res, at_least, proc)
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        return proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130, err[-2000:]
-        assert h.last_line(out).startswith("best_score: ")
-    else:
-        assert proc.returncode == -signal.SIGKILL
-    before = rows(res)
-    assert 3 <= len(before) < n and not before.duplicated(["study", "trial"]).any()
-    h.run_cli(*args, timeout=180)  # same --study: continues
+
+
+def test_sigint_then_sigkill_then_resume_loses_and_doubles_nothing(tmp_path, dataset):
+    """Interrupted (SIGINT: clean exit 130), resumed and killed (SIGKILL), resumed to the end
+    with the same --study: every trial finished before a kill is kept, none is counted twice."""
+    res = tmp_path / "r"
+    n = 16
+    args = cli_args(dataset, res, "killme", n, "--batch", "1")
+    proc = _start(args)
+    out, err = _kill_after(res, proc, 3, signal.SIGINT)
+    assert proc.returncode == 130, err[-2000:]
+    assert h.last_line(out).startswith("best_score: ")
+    first = rows(res)
+    assert 3 <= len(first) < n and not first.duplicated(["study", "trial"]).any()
+    assert_consistent(res, "killme", len(first))  # a clean interrupt leaves nothing RUNNING
+
+    proc = _start(args)
+    _kill_after(res, proc, len(first) + 3, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    second = rows(res)
+    assert len(second) < n and not second.duplicated(["study", "trial"]).any()
+
+    h.run_cli(*args, timeout=180)
     assert_consistent(res, "killme", n)
-    after = rows(res).set_index("trial")
-    for r in before.itertuples():  # what finished before the kill is kept, unchanged
-        assert after.loc[r.trial, "score"] == r.score or (pd.isna(r.score) and pd.isna(after.loc[r.trial, "score"]))
+    final = rows(res).set_index("trial")
+    for r in second.itertuples():  # what finished before the kills is kept, unchanged
+        assert final.loc[r.trial, "score"] == r.score
 
 
 def test_reconcile_closes_both_crash_windows(tmp_path, market):
@@ -141,28 +145,37 @@ def test_reconcile_closes_both_crash_windows(tmp_path, market):
     alive.set_user_attr("worker", worker_id())
     remote.set_user_attr("worker", dead)
     (ev, _), = evaluate_params(ctx, [ctx.space.params(written.params)])
-    write_trials(tmp_path, [TrialResult("windows", written.number, {}, ev)], ctx.prov, "run", h.NAME)
+    rec = TrialResult("windows", written.number, {}, ev)
+    write_trials(tmp_path, [rec], ctx.prov, "run", h.NAME)
     out = reconcile(study, tmp_path)
     assert out == {"told": 1, "failed": 1}
     by = {t.number: t for t in study.get_trials(deepcopy=False)}
-    assert by[written.number].state == TrialState.COMPLETE and by[written.number].value == ev.score
+    assert by[written.number].state == TrialState.COMPLETE
+    assert by[written.number].value == rec.objective  # the score, or its unrejected score
+    assert list(by[written.number].constraints.values()) == rec.violations
     assert by[lost.number].state == TrialState.FAIL
     assert by[alive.number].state == TrialState.RUNNING  # its owner (this process) lives
     assert by[remote.number].state == TrialState.RUNNING  # another host: cannot tell, left
     assert count_evaluated(study) == 3  # written + the two running ones
 
 
-def test_budget_is_exact_when_workers_race(tmp_path, market):
-    """Two studies objects on one journal ask past the budget: the surplus is failed unevaluated."""
-    from sweep.study import ask_batch
+def test_budget_is_exact_when_workers_race(tmp_path, market, monkeypatch):
+    """Worker b read the count before worker a asked (a race): b's asks beyond the budget are
+    failed unevaluated and marked surplus, so the study never holds more than --trials."""
+    import sweep.study as st
 
     cfg = StudyConfig(strategy=h.NAME, trials=5, sampler="random", folds=2, results=tmp_path,
                       study="race")
     ctx = prepare(cfg, "r", market=market)
     a, b = open_study(ctx, 0), open_study(ctx, 1)
-    ta = ask_batch(a, ctx, 4, "w:a")
-    tb = ask_batch(b, ctx, 4, "w:b")  # only 1 left in the budget
+    ta = st.ask_batch(a, ctx, 4, "w:a")
+    monkeypatch.setattr(st, "count_evaluated", lambda study: 0)  # b's stale view
+    tb = st.ask_batch(b, ctx, 4, "w:b")
+    monkeypatch.undo()
     assert len(ta) == 4 and len(tb) == 1
+    trials = b.get_trials(deepcopy=False)
+    surplus = [t for t in trials if t.user_attrs.get("surplus")]
+    assert len(surplus) == 3 and all(t.state == TrialState.FAIL for t in surplus)
     assert count_evaluated(a) == 5
 
 
@@ -179,3 +192,16 @@ def test_same_seed_same_results(tmp_path, market):
                               results=tmp_path / "c"), market=market)
     other = results.query(tmp_path / "c", "SELECT params FROM trials ORDER BY trial")
     assert c.done_now == 10 and other["params"].tolist() != a["params"].tolist()
+
+
+def test_signal_inside_the_commit_block_is_held_until_it_ends():
+    import sweep.study as st
+
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with st._signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            steps.append("rows written and told")
+    assert steps == ["rows written and told"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -7,19 +7,18 @@ import dataclasses
 import json
 import math
 
+import _sweep_helpers as h
 import numpy as np
 import optuna
-import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-import _sweep_helpers as h
 from harness.errors import ConfigError
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.manifest import harness_hash
 from harness.sources import load_market
-from strategies.base import get_strategy
+from strategies.base import get_strategy, param_specs
 from sweep import results
 from sweep.space import parse_fixed, parse_value, search_space
 from sweep.study import StudyConfig, run_study
@@ -64,7 +63,7 @@ def test_space_maps_every_param_kind(strategy):
 
 
 def test_values_are_typed_and_checked(strategy):
-    specs = {s.name: s for s in __import__("strategies.base").base.param_specs(strategy.params_cls)}
+    specs = {s.name: s for s in param_specs(strategy.params_cls)}
     assert parse_value(specs["lookback"], "12") == 12
     assert parse_value(specs["fade"], "true") is True
     assert parse_value(specs["side"], "long") == "long"
@@ -135,10 +134,11 @@ def test_changed_inputs_refuse_a_named_study(tmp_path, market):
         run_study(cfg(tmp_path, trials=2, study="fixed-name", folds=3), market=market)
 
 
-def test_nsga2_and_tpe_run(tmp_path, market):
+def test_nsga2_tpe_and_cmaes(tmp_path, market):
     a = run_study(cfg(tmp_path / "a", sampler="nsga2", trials=6, batch=3), market=market)
     b = run_study(cfg(tmp_path / "b", sampler="tpe", trials=6, batch=2), market=market)
     assert a.done_now == 6 and b.done_now == 6
+    assert run_study(cfg(tmp_path / "c", sampler="cmaes", trials=6), market=market).done_now == 6
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
@@ -287,3 +287,27 @@ def test_issue_done_when(tmp_path):
     assert h.last_line(p.stdout).startswith("best_score: ")
     q = h.run_cli("sql", "select count(*) from trials", "--csv", "--results", res)
     assert q.stdout.split()[-1] == "20"
+
+
+def test_rejected_trials_guide_the_sampler_by_their_violations(tmp_path, market):
+    """Rejected trials are recorded at -inf, but the sampler is told their unrejected score and
+    constraint violations, so it can tell 'almost passing' from 'hopeless'."""
+    from sweep.study import open_study, prepare
+
+    c = cfg(tmp_path, trials=16, sampler="tpe", batch=4, study="constrained")
+    run_study(c, market=market)
+    t = results.query(tmp_path, "SELECT * FROM trials ORDER BY trial")
+    ok = t["status"] == "complete"
+    assert (t.loc[ok, "objective"] == t.loc[ok, "score"]).all()
+    rej = t[~ok]
+    assert len(rej), "the test data should produce some rejected trials"
+    dampener = 1 / (1 + np.maximum(0, rej["base_max_dd"] - 0.15)) ** 2  # DESIGN section 6
+    raw = rej["base_annualized"] * dampener * (1 + 0.1 * (1 - rej["base_hhi"]))
+    np.testing.assert_allclose(rej["objective"], raw, rtol=1e-12)
+    study = open_study(prepare(c, "x", market=market))
+    by = {tr.number: tr for tr in study.get_trials(deepcopy=False)}
+    for r in t.itertuples():
+        v = by[r.trial].constraints
+        assert (max(v.values()) > 0) == (r.status == "rejected")
+        if r.rejected == "trades < 30":
+            assert v["min_trades"] == pytest.approx((30 - r.base_n_trades) / 30)

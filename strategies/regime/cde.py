@@ -10,7 +10,8 @@ listing) are carried forward from the previous knot (backward from the first one
 no increment to the CDE integral. A natural cubic spline through the knots drives
 dz = f(z) dX (hidden size 64, fixed-step midpoint solver, one step per knot interval: the
 model is trained with the discretization it is used with, and CPU time stays small); the class
-head reads the final z and the features at t. Nothing after t enters: the window ends at t and labels are targets only.
+head reads the final z and the features at t. Nothing after t enters: the window ends at t,
+and labels are targets only.
 
 Training: inverse-frequency class weights, label smoothing, AdamW, random subsamples of windows
 per epoch, early stopping on a validation split = the last `val_frac` of the train window (a
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable
@@ -36,10 +38,17 @@ from torch import nn
 
 from harness.errors import ConfigError, DataError
 from harness.market import Market
-from strategies.regime.artifacts import TrainSpan, atomic_write_bytes, atomic_write_json, checkpoint_paths
+from strategies.regime.artifacts import (
+    TrainSpan,
+    atomic_write_bytes,
+    atomic_write_json,
+    checkpoint_paths,
+)
 from strategies.regime.features import FEATURES, has_open_interest, regime_features
 from strategies.regime.labels import CLASSES, UNKNOWN, LabelSpec, fit_barriers, forward_labels
 from strategies.regime.metrics import classification_report
+
+log = logging.getLogger(__name__)
 
 CDE_FEATURES = tuple(f for f in FEATURES if f != "oi_change_24h")  # + OI when the data has it
 CHECKPOINT_FORMAT = 1
@@ -56,10 +65,10 @@ class CDEConfig:
     field_width: int = 64
     head_width: int = 64
     dropout: float = 0.1
-    epochs: int = 8
-    samples_per_epoch: int = 2048
+    epochs: int = 10
+    samples_per_epoch: int = 4096
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     val_frac: float = 0.15
@@ -123,6 +132,8 @@ class Inputs:
 
 @dataclass(eq=False)
 class TrainedCDE:
+    """A trained CDE plus what rebuilds its inputs (train statistics, label barriers, span)."""
+
     module: CDEClassifier
     cfg: CDEConfig
     features: tuple[str, ...]
@@ -142,6 +153,9 @@ class TrainedCDE:
         z = np.full((n, m, len(self.features)), np.nan)
         logp = np.full((n, m), np.nan)
         coin_ok = np.zeros(m, dtype=bool)
+        missing = [c for c in market.coins if c not in self.coins]
+        if missing:
+            log.warning("CDE was not trained on %s: their regime is UNKNOWN", ", ".join(missing))
         with np.errstate(divide="ignore", invalid="ignore"):
             lc = np.log(np.where(market.close > 0, market.close, np.nan))
         for c, coin in enumerate(market.coins):
@@ -175,8 +189,12 @@ class TrainedCDE:
 
     # ------------------------------------------------------------------ prediction
     @torch.no_grad()
-    def predict_proba(self, market: Market, start: int = 0, batch: int = 512) -> np.ndarray:
-        """(n_bars, n_coins, 3) class probabilities for bars >= start; NaN where undecidable."""
+    def predict_proba(self, market: Market, start: int = 0, batch: int = 512,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """(n_bars, n_coins, 3) class probabilities for bars >= start; NaN where undecidable.
+
+        `progress(done, total)` is called after each batch of windows.
+        """
         torch.set_num_threads(self.cfg.threads)
         self.module.eval()
         inp = self.inputs(market)
@@ -188,11 +206,14 @@ class TrainedCDE:
             t, c = t_all[i:i + batch], c_all[i:i + batch]
             coeffs, x_last = self.windows(inp, t, c)
             out[t, c] = torch.softmax(self.module(coeffs, x_last), dim=-1).double().numpy()
+            if progress is not None:
+                progress(min(i + batch, t_all.size), t_all.size)
         return out
 
-    def predict(self, market: Market, start: int = 0) -> np.ndarray:
+    def predict(self, market: Market, start: int = 0,
+                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(n_bars, n_coins) int8 class codes; UNKNOWN before `start` and where undecidable."""
-        p = self.predict_proba(market, start)
+        p = self.predict_proba(market, start, progress=progress)
         ok = np.isfinite(p).all(axis=2)
         return np.where(ok, np.argmax(np.where(ok[..., None], p, 0), axis=2), UNKNOWN).astype(np.int8)
 
@@ -209,7 +230,7 @@ class TrainedCDE:
             "scale": self.scale.tolist(),
             "price_scale": self.price_scale.tolist(),
             "label": {"spec": asdict(self.label_spec), "definition": self.label_spec.describe(),
-                      "theta": dict(zip(self.coins, map(float, self.theta)))},
+                      "theta": dict(zip(self.coins, map(float, self.theta), strict=True))},
             "train_span": self.span.to_dict(),
             "data_fingerprint": self.span.fingerprint,
             "config": asdict(self.cfg),
@@ -368,8 +389,8 @@ def train_cde(market: Market, cfg: CDEConfig = CDEConfig(), spec: LabelSpec = La
         "val_macro_f1": best_row["val_macro_f1"], "val_accuracy": best_row["val_accuracy"],
         "val_loss": best_row["val_loss"], "train_windows": int(tr_t.size),
         "val_windows": int(va_t.size), "val_start": market.index[val_start].isoformat(),
-        "class_weights": dict(zip(CLASSES, map(float, weights))),
-        "train_class_freq": dict(zip(CLASSES, map(float, freq / freq.sum()))),
+        "class_weights": dict(zip(CLASSES, map(float, weights), strict=True)),
+        "train_class_freq": dict(zip(CLASSES, map(float, freq / freq.sum()), strict=True)),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     return model

@@ -166,7 +166,7 @@ def fit_market_hmm(market: Market, cfg: HMMConfig = HMMConfig()) -> FittedHMM:
         scale[c][scale[c] <= 0] = 1.0
         z = (raw[:, c] - center[c]) / scale[c]
         breaks = np.flatnonzero(np.diff(ok[:, c].astype(np.int8)) != 0) + 1
-        for seg_rows, seg_ok in zip(np.split(z, breaks), np.split(ok[:, c], breaks)):
+        for seg_rows, seg_ok in zip(np.split(z, breaks), np.split(ok[:, c], breaks), strict=True):
             if seg_ok[0]:
                 seqs.append(seg_rows)
     params = fit_hmm(seqs, cfg)

@@ -17,8 +17,14 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.market import Market
 from strategies.regime.artifacts import DEFAULT_RESULTS_DIR, TrainSpan, checkpoint_paths
-from strategies.regime.hmm import (FittedHMM, HMMConfig, fit_market_hmm, fit_state_classes,
-                                   market_proba, proba_to_classes)
+from strategies.regime.hmm import (
+    FittedHMM,
+    HMMConfig,
+    fit_market_hmm,
+    fit_state_classes,
+    market_proba,
+    proba_to_classes,
+)
 from strategies.regime.labels import LabelSpec, fit_barriers, forward_labels
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.friction import FEE_STRESS
 
 SCHEMA_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "live_candidates.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "live_candidates.schema.json"
 EXAMPLE_PATH = SCHEMA_PATH.with_name("live_candidates.example.json")
 
 

@@ -1,0 +1,36 @@
+"""`<results>/paper_ledgers.txt`: the paper ledgers `python -m sweep sql` exposes as views.
+
+The executor registers each ledger it writes; sweep reads the list. One path per line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+LEDGERS_FILE = "paper_ledgers.txt"
+
+
+def register_ledger(results_dir: Path, ledger: Path) -> None:
+    """Add a ledger to `<results>/paper_ledgers.txt` (atomic rewrite, once per path)."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    target = results_dir / LEDGERS_FILE
+    have = [p for p in target.read_text().splitlines() if p] if target.exists() else []
+    path = str(Path(ledger).resolve())
+    if path in have:
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGERS_FILE}.", dir=results_dir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(have + [path]) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def ledger_paths(results_dir: Path) -> list[Path]:
+    target = Path(results_dir) / LEDGERS_FILE
+    if not target.exists():
+        return []
+    return [Path(p) for p in target.read_text().splitlines() if p and Path(p).is_file()]
