@@ -9,14 +9,13 @@ stale-feed guard, and each promoted bucket's own kill criteria from live_candida
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from harness.atomic import atomic_write
 from harness.errors import ConfigError
 from harness.simulate import SimConfig
 from schemas.candidates import KillCriteria
@@ -40,17 +39,7 @@ class KillSwitch:
 
     def write(self, message: str) -> None:
         """Atomic (temp file + rename) so a reader never sees half a message."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(message.rstrip() + "\nRemove this file to allow new entries again.\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, message.rstrip() + "\nRemove this file to allow new entries again.\n")
 
 
 def bucket_kill(r_multiples: list[float] | np.ndarray, kill: KillCriteria) -> str | None:

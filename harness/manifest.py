@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from harness import HARNESS_VERSION
+from harness.atomic import atomic_write
 from harness.errors import HarnessError
 
 HARNESS_DIR = Path(__file__).resolve().parent
@@ -44,14 +43,7 @@ def _render(manifest: dict) -> str:
 def write(harness_dir: Path = HARNESS_DIR) -> Path:
     """Regenerate the manifest atomically (temp file + rename)."""
     target = harness_dir / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".MANIFEST.", dir=harness_dir)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(_render(build(harness_dir)))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, _render(build(harness_dir)))
     harness_hash.cache_clear()
     return target
 

@@ -9,8 +9,6 @@ os.replace), so a killed sync leaves each partition either old or new, never hal
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harness.atomic import atomic_write_parquet
 from harness.errors import DataError
 from harness.market import INTERVALS
 from harness.validate import (
@@ -77,26 +76,6 @@ def read_arrow(path: str | Path, columns: list[str] | None = None) -> pa.Table:
             "sync or import that wrote it)"
         ) from None
 
-
-def atomic_write_parquet(table: pa.Table, path: str | Path) -> None:
-    """Write via a temp file in the same folder + fsync + os.replace (+ fsync of the folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def stored_coins(store: str | Path, table: str) -> list[str]:

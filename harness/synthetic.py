@@ -32,12 +32,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from harness.store import (
-    CANDLE_SCHEMA,
-    FUNDING_SCHEMA,
-    atomic_write_parquet,
-    read_parquet,
-)
+from harness.atomic import atomic_write_parquet
+from harness.store import CANDLE_SCHEMA, FUNDING_SCHEMA, read_parquet
 
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 7

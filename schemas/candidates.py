@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from functools import cache
@@ -19,6 +18,7 @@ from typing import Any
 
 import jsonschema
 
+from harness.atomic import atomic_write
 from harness.errors import HarnessError
 from harness.friction import FEE_STRESS
 
@@ -215,29 +215,7 @@ def write_candidates(c: Candidates, path: str | os.PathLike) -> Path:
     text = dumps(c)
     validate_document(json.loads(text))  # what lands on disk is what was validated
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, text)
     except OSError as exc:
         raise CandidatesError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # mkstemp makes 0600; the executor may run as another user
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise CandidatesError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some filesystems cannot fsync a directory; the rename itself is atomic
     return path

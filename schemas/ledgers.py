@@ -5,28 +5,21 @@ The executor registers each ledger it writes; sweep reads the list. One path per
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from harness.atomic import atomic_write
 
 LEDGERS_FILE = "paper_ledgers.txt"
 
 
 def register_ledger(results_dir: Path, ledger: Path) -> None:
     """Add a ledger to `<results>/paper_ledgers.txt` (atomic rewrite, once per path)."""
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    target = results_dir / LEDGERS_FILE
+    target = Path(results_dir) / LEDGERS_FILE
     have = [p for p in target.read_text().splitlines() if p] if target.exists() else []
     path = str(Path(ledger).resolve())
     if path in have:
         return
-    fd, tmp = tempfile.mkstemp(prefix=f".{LEDGERS_FILE}.", dir=results_dir)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(have + [path]) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    atomic_write(target, "\n".join(have + [path]) + "\n")
 
 
 def ledger_paths(results_dir: Path) -> list[Path]:

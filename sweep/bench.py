@@ -31,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from harness.atomic import atomic_write_json
 from harness.errors import HarnessError
 
 N_BARS = 17_520
@@ -195,15 +196,9 @@ def kernel_section(progress: Progress) -> dict[str, float]:
 
 
 def write_merged(path: Path, values: dict[str, float]) -> None:
-    """Merge into the JSON at `path` (atomic: temp file + rename)."""
+    """Merge into the JSON at `path`, atomically."""
     data = json.loads(path.read_text()) if path.is_file() else {}
-    data.update(values)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_json({**data, **values}, path)
 
 
 @app.command()

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import typer
 
+from harness.atomic import atomic_write_parquet
 from schemas.ledgers import ledger_paths
 from sweep import results
 
@@ -59,7 +60,7 @@ def snapshot_sql(results_dir: Path, table: str) -> str | None:
     arrow = pa.Table.from_pandas(df, preserve_index=False)
     arrow = arrow.cast(pa.schema([pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f
                                   for f in arrow.schema]))
-    results.atomic_write_parquet(arrow, path)
+    atomic_write_parquet(arrow, path)
     return f"SELECT * FROM read_parquet('{str(path.resolve()).replace(chr(39), chr(39) * 2)}')"
 
 

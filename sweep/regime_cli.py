@@ -28,11 +28,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from harness.atomic import atomic_write_json, atomic_write_parquet
 from harness.errors import ConfigError
 from harness.market import Market
 from harness.sources import load_market
-from harness.store import atomic_write_parquet
-from strategies.regime.artifacts import DEFAULT_RESULTS_DIR, atomic_write_json, checkpoint_paths
+from strategies.regime.artifacts import DEFAULT_RESULTS_DIR, checkpoint_paths
 from strategies.regime.labels import CLASSES, UNKNOWN, LabelSpec, fit_barriers, forward_labels
 from strategies.regime.metrics import classification_report
 

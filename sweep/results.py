@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,8 +26,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from harness.atomic import atomic_write_parquet
 from harness.errors import ConfigError, HarnessError
 
 DEFAULT_RESULTS = Path("results")
@@ -189,31 +188,6 @@ def git_state() -> tuple[str, bool]:
         return "unknown", False
 
 
-def fsync_path(path: Path) -> None:
-    """fsync a file or a folder (a rename is durable once its folder is)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder."""
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    fsync_path(path.parent)
 
 
 def _to_arrow(spec: Table, df: pd.DataFrame) -> pa.Table:

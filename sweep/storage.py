@@ -13,8 +13,8 @@ import optuna
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
+from harness.atomic import fsync_path
 from harness.errors import ConfigError
-from sweep import results
 
 
 def storage_url(storage: str | None, results_dir: Path, study_name: str) -> str:
@@ -61,7 +61,7 @@ def is_journal(url: str) -> bool:
 def sync_journal(url: str) -> None:
     """fsync a journal file (no-op for RDB storage, which commits per operation)."""
     if is_journal(url):
-        results.fsync_path(Path(url.removeprefix("file://")))
+        fsync_path(Path(url.removeprefix("file://")))
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

@@ -77,13 +77,15 @@ def test_missing_and_unknown_columns_are_clear_errors(tmp_path):
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
+    from harness import atomic
+
     real = pq.write_table
 
     def boom(table, where, **kw):
         real(table.slice(0, 1), where, **kw)  # half written...
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.pq, "write_table", boom)
+    monkeypatch.setattr(atomic.pq, "write_table", boom)
     with pytest.raises(OSError):
         results.write_batch(tmp_path, "trials", trial_rows("st", range(3)))
     assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("*.tmp"))

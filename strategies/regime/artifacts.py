@@ -2,14 +2,11 @@
 
 A CDE checkpoint is keyed by the fingerprint of the exact market it was trained on, so
 `RegimeModel.fit(train)` finds the checkpoint made for that train window and no other.
-Files are written atomically: a temp file in the same folder, fsync, os.replace.
+Files are written with harness.atomic.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,26 +47,3 @@ def checkpoint_paths(results_dir: str | Path, fingerprint: str) -> tuple[Path, P
     """(weights .pt, metadata .json) of the CDE trained on the market with this fingerprint."""
     base = Path(results_dir) / f"cde_{fingerprint}"
     return base.with_suffix(".pt"), base.with_suffix(".json")
-
-
-def _tmp(path: Path) -> Path:
-    return path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-
-
-def atomic_write_bytes(data: bytes, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(obj: Any, path: str | Path) -> None:
-    atomic_write_bytes((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), path)

@@ -36,14 +36,10 @@ import torch
 import torchcde
 from torch import nn
 
+from harness.atomic import atomic_write, atomic_write_json
 from harness.errors import ConfigError, DataError
 from harness.market import Market
-from strategies.regime.artifacts import (
-    TrainSpan,
-    atomic_write_bytes,
-    atomic_write_json,
-    checkpoint_paths,
-)
+from strategies.regime.artifacts import TrainSpan, checkpoint_paths
 from strategies.regime.features import FEATURES, has_open_interest, regime_features
 from strategies.regime.labels import CLASSES, UNKNOWN, LabelSpec, fit_barriers, forward_labels
 from strategies.regime.metrics import classification_report
@@ -241,7 +237,7 @@ class TrainedCDE:
         pt, meta = checkpoint_paths(results_dir, self.span.fingerprint)
         buf = io.BytesIO()
         torch.save(self.module.state_dict(), buf)
-        atomic_write_bytes(buf.getvalue(), pt)
+        atomic_write(pt, buf.getvalue())
         atomic_write_json(self.metadata(), meta)  # written last: its presence marks a whole checkpoint
         return pt, meta
 
