@@ -142,10 +142,9 @@ def _nonzero(f: _Field, n_sets: int, cells: int
         p_idx = np.repeat(np.arange(n_sets), len(one))
         values = np.tile(f.arrays[0].reshape(-1)[one], n_sets)
     else:
-        stacked = np.concatenate([f.arrays[k].reshape(-1) for k in f.owner])
-        hit = np.flatnonzero(stacked != 0)
-        p_idx, flat = np.divmod(hit, cells)
-        values = stacked[hit]
+        stacked = np.stack([f.arrays[k].reshape(-1) for k in f.owner])
+        p_idx, flat, values, ptr = kn.nonzero_rows_nb(stacked)
+        return p_idx, flat, values, ptr
     ptr = np.zeros(n_sets + 1, dtype=np.int64)
     np.cumsum(np.bincount(p_idx, minlength=n_sets), out=ptr[1:])
     return p_idx, flat.astype(np.int64, copy=False), values, ptr

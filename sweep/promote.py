@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -310,14 +309,9 @@ def _ledger(reader: _Reader, strategy: str | None) -> pd.DataFrame:
 def _runs(reader: _Reader) -> dict[str, dict]:
     if not reader.has("runs"):
         return {}
-    df = reader.df("SELECT run_id, interval, n_bars, folds, code_hash, argv, data_label, "
+    df = reader.df("SELECT run_id, interval, coins, mode, n_bars, folds, code_hash, data_label, "
                    "data_fingerprint FROM runs")
     return {str(r["run_id"]): r for r in df.to_dict("records")}
-
-
-def _argv_option(argv: str | None, name: str) -> str | None:
-    m = re.search(rf"--{name}[= ]\s*(\S+)", argv or "")
-    return m.group(1) if m else None
 
 
 class _Markets:
@@ -343,9 +337,8 @@ class _Markets:
     def for_run(self, run: dict) -> tuple[Market | None, str]:
         """(the market with the run's fingerprint, "") or (None, why not)."""
         want, tried = str(run["data_fingerprint"]), []
-        argv_coins = _argv_option(run["argv"], "coins")
-        options = [tuple(self.coins) if self.coins else None,
-                   tuple(c for c in argv_coins.split(",") if c) if argv_coins else None]
+        run_coins = tuple(c for c in str(run["coins"] or "").split(",") if c)
+        options = [tuple(self.coins) if self.coins else None, run_coins or None]
         for coins in dict.fromkeys(options):
             try:
                 m = self._load(str(run["interval"]), coins)
@@ -377,7 +370,7 @@ def _eligible(ledger: pd.DataFrame, runs: dict[str, dict], cur_hash: str, fricti
             return f"no `runs` row for run {t['run_id']}: its folds and data are unknown"
         if t["strategy"] not in known:
             return f"strategy {t['strategy']} is not registered in this code"
-        if (_argv_option(run["argv"], "mode") or "live") != "live":
+        if run["mode"] != "live":
             return "a shadow-threshold run: only live thresholds trade"
         if run["run_id"] not in found:
             found[run["run_id"]] = markets.for_run(run)

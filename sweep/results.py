@@ -105,6 +105,8 @@ RUNS = register_table("runs", (
     ("search_space", "json", "param -> distribution, as searched"),
     ("interval", "str", "bar interval"),
     ("data_label", "str", "data source; SYNTHETIC (...) for the embedded default"),
+    ("coins", "str", "the --coins asked for, comma-separated (empty: every coin of the data)"),
+    ("mode", "str", "live | shadow thresholds"),
     ("n_coins", "int", "coins in the market"),
     ("n_bars", "int", "bars in the market (lockbox included)"),
     ("folds", "json", "walk-forward configuration (harness.folds.Folds)"),
