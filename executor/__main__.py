@@ -1,5 +1,11 @@
 """`python -m executor`: see executor/cli.py."""
 
-from executor.cli import main
+import os
+import sys
+
+if not sys.stdout.isatty():  # cron logs and pipes: wide tables rather than 80-column wraps
+    os.environ.setdefault("COLUMNS", "160")
+
+from executor.cli import main  # noqa: E402  (the consoles read COLUMNS when created)
 
 main()
