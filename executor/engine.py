@@ -14,6 +14,15 @@ that bar, at the last close, as `end_of_data`, so the real last bar is marked, n
 and those trades are the open positions (their entries are real, their exits are not).
 Decisions at bar t fill at t+1 and cannot change the kernel's result up to t, so the kernel runs
 before they are made and the exits of bar t can be restricted to positions open at its close.
+
+Shadow trades (what the loose net would have done, evidence for `sweep promote`): after step 3,
+each active book's shadow signals of this session (the Signals step 3 already generated, not
+masked by buckets or guards; the cell of bar t itself dropped, it fills at t+1) go through the
+same kernel, friction and SimConfig, alone, over [session start, now]; its closed trades are
+added to `shadow_trades` once (key: strategy, coin, entry_ts, side; two books of one strategy:
+the first book's). The run is skipped on a bar where nothing can close or open: no shadow trade
+was open after the previous run and the book had no shadow signal at t - 1 (after a restart the
+first bar always runs). Retired books record no shadow trades.
 """
 
 from __future__ import annotations
@@ -126,6 +135,7 @@ class Engine:
         self.last_tick: pd.Timestamp | None = None  # the feed's clock at its last tick
         self.feed_error: str | None = None
         self.feed_stale = False
+        self._shadow_open: dict[str, bool] = {}  # book id -> a shadow trade open after its last run
 
     # ---- creating or resuming a ledger -------------------------------------------------------
     @classmethod
@@ -233,7 +243,8 @@ class Engine:
             market = self.window.market(n_real + 1)  # + the empty bar after now
             out = self._kernel(market, n_real, ts)
             open_now = self._apply(out, market, n_real, ts)
-            n_live, n_acc = self._decide(market, n_real, ts, open_now, kill_file, stale)
+            n_live, n_acc, shadows = self._decide(market, n_real, ts, open_now, kill_file, stale)
+            self._shadow_trades(market, n_real, shadows)
             self.peak = max(self.peak, out.equity)
             led.con.execute(
                 "INSERT INTO equity (ts, session, equity, n_open, peak, drawdown) VALUES (?, ?, ?, ?, ?, ?)",
@@ -490,20 +501,23 @@ class Engine:
         return self._fitted[book.id]
 
     def _decide(self, market: Market, n_real: int, ts: pd.Timestamp,
-                open_now: dict[str, tuple[int, str]], kill_file: bool, stale: bool) -> tuple[int, int]:
-        """Shadow, live and exit decisions at bar ts; returns (live signals, accepted)."""
+                open_now: dict[str, tuple[int, str]], kill_file: bool,
+                stale: bool) -> tuple[int, int, list[tuple[Book, Signals]]]:
+        """Shadow, live and exit decisions at bar ts; returns (live signals, accepted, the active
+        books' shadow Signals over the window)."""
         real = market.slice(0, n_real)
         t = n_real - 1
         guard = "kill_switch" if kill_file or self.ledger.get("killed_session") == str(self.session.id) \
             else "stale_feed" if stale else None
         n_live = n_acc = 0
-        rows, exits = [], []
+        rows, exits, shadows = [], [], []
         books = [(b, True) for b in self.loaded.books] + [(b, False) for b in self.retired.values()]
         for book, active in books:
             fitted = self._fit(book, real)
             live = book.strategy.generate(real, book.params, "live", fitted)
             if active:
                 shadow = book.strategy.generate(real, book.params, "shadow", fitted)
+                shadows.append((book, shadow))
                 for c in np.flatnonzero(shadow.direction[t]):
                     rows.append(self._row_of(shadow, book, t, c, ts, "shadow", None, 0, "shadow"))
                 for c in np.flatnonzero(live.direction[t]):
@@ -541,7 +555,36 @@ class Engine:
         self.ledger.con.executemany(
             "INSERT OR IGNORE INTO decisions (ts, coin, book, kind, strategy, side, accepted, reason) "
             "VALUES (?, ?, ?, 'exit', ?, 0, 1, ?)", exits)
-        return n_live, n_acc
+        return n_live, n_acc, shadows
+
+    def _shadow_trades(self, market: Market, n_real: int, shadows: list[tuple[Book, Signals]]) -> None:
+        """Run the kernel on each book's shadow signals of this session; add its closed trades."""
+        s_idx, t = self._row(self.session.start), n_real - 1
+        cfg = replace(self.settings.sim, initial_equity=self.session.initial_equity)
+        for book, shadow in shadows:
+            fresh = t - 1 >= s_idx and bool(shadow.direction[t - 1].any())
+            if not (fresh or self._shadow_open.get(book.id, True)):
+                continue
+            sig = Signals.empty(market, shadow.strategy)
+            for name in sig.array_names():
+                getattr(sig, name)[:n_real] = getattr(shadow, name)
+            sig.direction[t:] = 0  # bar t's signals fill at t + 1: the next bar's run
+            res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)])
+            trades = res.trades(0)
+            is_open = (trades["exit_reason"] == "end_of_data") & (trades["exit_bar"] == n_real)
+            self._shadow_open[book.id] = bool(is_open.any())
+            done = trades[~is_open.to_numpy()]
+            if not len(done):
+                continue
+            self.ledger.con.executemany(
+                "INSERT OR IGNORE INTO shadow_trades (strategy, coin, side, book, session, regime, "
+                "vol_bucket, entry_ts, exit_ts, r_multiple, pnl, fees, funding, exit_reason, friction) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                zip([book.name] * len(done), done["coin"].astype(str), done["side"].astype(int).tolist(),
+                    [book.id] * len(done), done["session"].astype(str), done["regime"].astype(str),
+                    done["vol_bucket"].astype(str), iso_many(done["entry_ts"]), iso_many(done["exit_ts"]),
+                    *(done[k].astype(float).tolist() for k in ("r_multiple", "pnl", "fees", "funding")),
+                    done["exit_reason"].astype(str), [FRICTION.version] * len(done), strict=True))
 
     def _row_of(self, sig: Signals, book: Book, t: int, c: int, ts: pd.Timestamp, kind: str,
                 bucket: Any, accepted: int, reason: str) -> tuple:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1 (0 is an empty file).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -71,9 +71,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX decisions_kind ON decisions (kind, accepted, ts)",
         "CREATE INDEX positions_status ON positions (status, session)",
     ),
+    (  # v2: the closed trades of the shadow signals (what the loose net would have done)
+        """CREATE TABLE shadow_trades (strategy TEXT NOT NULL, coin TEXT NOT NULL,
+            side INTEGER NOT NULL, book TEXT NOT NULL, session TEXT NOT NULL, regime TEXT NOT NULL,
+            vol_bucket TEXT NOT NULL, entry_ts TEXT NOT NULL, exit_ts TEXT NOT NULL,
+            r_multiple REAL NOT NULL, pnl REAL NOT NULL, fees REAL NOT NULL, funding REAL NOT NULL,
+            exit_reason TEXT NOT NULL, friction TEXT NOT NULL,
+            PRIMARY KEY (strategy, coin, entry_ts, side))""",
+    ),
 )
 TABLES = ("meta", "candles", "funding_rates", "sessions", "bars", "decisions", "orders",
-          "positions", "fills", "funding", "equity", "events")
+          "positions", "fills", "funding", "equity", "events", "shadow_trades")
 
 
 class LedgerError(HarnessError):

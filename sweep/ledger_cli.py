@@ -27,7 +27,8 @@ PAPER_TABLES = ("decisions", "orders", "fills", "positions", "funding", "equity"
 TIME_COLUMNS = ("ts", "clock", "wall", "start_ts", "signal_ts", "entry_ts", "exit_ts", "fill_ts", "bar_ts")
 
 
-def _read(path: Path, table: str) -> pd.DataFrame | None:
+def read_ledger_table(path: Path, table: str) -> pd.DataFrame | None:
+    """One table of a paper ledger, read-only (safe while the executor writes); None if absent."""
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     except sqlite3.Error:
@@ -47,7 +48,7 @@ def _read(path: Path, table: str) -> pd.DataFrame | None:
 
 def snapshot_sql(results_dir: Path, table: str) -> str | None:
     """Snapshot `table` of every registered ledger; the SELECT behind its view (None: no ledger)."""
-    frames = [f for f in (_read(p, table) for p in ledger_paths(results_dir)) if f is not None]
+    frames = [f for f in (read_ledger_table(p, table) for p in ledger_paths(results_dir)) if f is not None]
     if not frames:
         return None
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

@@ -24,6 +24,14 @@ Choices made here, each towards "nothing":
   each contributing trial is re-run at base friction and must reproduce its recorded score,
   trade count and final equity, so a strategy edited since the sweep cannot borrow the old
   code's evidence.
+- Paper shadow trades (the executor's `shadow_trades`, the closed trades of the loose shadow
+  signals, kernel-simulated) are pooled into the evidence: read read-only from every ledger in
+  `<results>/paper_ledgers.txt`, only rows under the current friction version, one per
+  (strategy, coin, entry_ts, side) across ledgers, and none that repeats an OOS trade. They join
+  a bucket that OOS trades already made (same five tags) on the coins those trades traded, and
+  count toward n, mean R, t, win rate, max drawdown, the lockbox comparison and the kill
+  criteria. They do not touch DSR, Sharpe or PBO (study-level, from the trials' daily OOS
+  returns) nor the fee stress (re-runs of the trials). `n_shadow` records how many were pooled.
 - The lockbox is read only for buckets that passed every other gate, with the params of the
   best-ranked trial that traded the bucket (the params that go live), on the coins the bucket
   traded. Every read is appended to `lockbox_touches` before anything else is written.
@@ -34,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -61,6 +69,7 @@ from schemas.candidates import (
     StressResult,
     write_candidates,
 )
+from schemas.ledgers import ledger_paths
 from strategies.base import get_strategy, make_params, registry
 from sweep import results
 from sweep.promote_stats import (
@@ -109,6 +118,7 @@ results.register_table("promotions", (
     ("study", "str", "study of the bucket's best-ranked trial (its params)"),
     ("trial", "int", "that trial's number"),
     ("pooled_trials", "int", "top trials that contributed trades"),
+    ("n_shadow", "int", "paper shadow trades pooled into n (current friction)"),
     ("coins", "json", "coins the bucket traded"),
 ), "One row per bucket `sweep promote` considered, promoted or not, with the first failed gate.")
 
@@ -167,6 +177,7 @@ class BucketResult:
     reason: str
     stress: StressResult | None = None
     lockbox: LockboxResult | None = None
+    n_shadow: int = 0  # paper shadow trades pooled into the evidence
 
     @property
     def promoted(self) -> bool:
@@ -477,6 +488,7 @@ class _Bucket:
     reason: str = ""
     stress: StressResult | None = None
     lockbox: LockboxResult | None = None
+    n_shadow: int = 0
 
     def fail(self, gate: str, reason: str) -> None:
         self.failed, self.reason = gate, reason
@@ -484,16 +496,35 @@ class _Bucket:
     def result(self) -> BucketResult:
         return BucketResult(*self.key, stats=self.stats, coins=self.coins, trials=self.trials,
                             failed=self.failed, reason=self.reason, stress=self.stress,
-                            lockbox=self.lockbox)
+                            lockbox=self.lockbox, n_shadow=self.n_shadow)
 
 
-def _buckets(reader: _Reader, s: _Strategy, study: StudyStats, gates: Gates) -> list[_Bucket]:
+def shadow_trades(results_dir: Path, friction: str) -> pd.DataFrame:
+    """The paper ledgers' shadow trades under `friction`, normalized, one per strategy and
+    TRADE_KEY (the first registered ledger's); empty when there are none."""
+    from sweep.ledger_cli import read_ledger_table
+
+    frames = [f for f in (read_ledger_table(p, "shadow_trades") for p in ledger_paths(results_dir)) if f is not None]
+    frames = [f[f["friction"] == friction] for f in frames]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    t = normalize_trades(pd.concat(frames, ignore_index=True))
+    return t.drop_duplicates(subset=["strategy", *TRADE_KEY], keep="first").reset_index(drop=True)
+
+
+def _buckets(reader: _Reader, s: _Strategy, study: StudyStats, gates: Gates,
+             shadow: pd.DataFrame | None = None) -> list[_Bucket]:
     keys = pd.DataFrame([(r.study, r.trial) for r in s.rank], columns=["study", "trial"])
     raw = reader.df("SELECT t.* FROM trades t JOIN _top k ON t.study = k.study AND t.trial = k.trial",
                     _top=keys) if reader.has("trades") else pd.DataFrame()
     if raw.empty:
         return []
     trades = dedupe(normalize_trades(raw), s.rank)
+    if shadow is not None and len(shadow):  # this strategy's, not repeating an OOS trade
+        shadow = shadow[shadow["strategy"] == s.name]
+        oos = set(zip(*(trades[c] for c in TRADE_KEY), strict=True))
+        shadow = shadow[[k not in oos for k in zip(*(shadow[c] for c in TRADE_KEY), strict=True)]]
     days = reader.df("SELECT DISTINCT r.study, r.trial, r.date FROM trial_returns r JOIN _top k "
                      "ON r.study = k.study AND r.trial = k.trial", _top=keys) \
         if reader.has("trial_returns") else pd.DataFrame(columns=["study", "trial", "date"])
@@ -503,14 +534,24 @@ def _buckets(reader: _Reader, s: _Strategy, study: StudyStats, gates: Gates) -> 
         refs = tuple(sorted({TrialRef(str(a), int(b)) for a, b in zip(g["study"], g["trial"], strict=True)},
                             key=s.rank.__getitem__))
         oos_days = pd.DatetimeIndex(pd.to_datetime(days.loc[days["ref"].isin(refs), "date"]).unique())
-        exit_day = g["exit_ts"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
-        b = _Bucket(tuple(str(k) for k in key), g,
-                    bucket_stats(g["r"].to_numpy(), exit_day.to_numpy(), oos_days, study),
-                    tuple(sorted(g["coin"].unique())), refs)
+        key = tuple(str(k) for k in key)
+        coins = tuple(sorted(g["coin"].unique()))
+        st = bucket_stats(g["r"].to_numpy(), _day(g), oos_days, study)
+        sh = _in_bucket(shadow, key, coins) if shadow is not None and len(shadow) else g.iloc[:0]
+        if len(sh):  # pooled: n, mean R, t, win rate, max DD; DSR and Sharpe stay the OOS ones
+            g = pd.concat([g, sh.assign(study=None, trial=None)], ignore_index=True).sort_values(
+                ["exit_ts", "entry_ts", "coin", "side"], kind="mergesort", ignore_index=True)
+            pooled = bucket_stats(g["r"].to_numpy(), _day(g), oos_days, study)
+            st = replace(pooled, sharpe=st.sharpe, dsr=st.dsr, dsr_effective=st.dsr_effective)
+        b = _Bucket(key, g, st, coins, refs, n_shadow=len(sh))
         if fail := first_failure(b.stats, study, gates):
             b.fail(*fail)
         out.append(b)
     return out
+
+
+def _day(g: pd.DataFrame) -> np.ndarray:
+    return g["exit_ts"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize().to_numpy()
 
 
 def _stress_gate(s: _Strategy, alive: list[_Bucket], gates: Gates, tick: Callable[[str], None]) -> None:
@@ -611,6 +652,7 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
         count[0] += 1
 
     reader = _Reader(results_dir)
+    shadow = shadow_trades(results_dir, friction.version)
     buckets: list[tuple[_Strategy, _Bucket]] = []
     studies: dict[str, StudyStats] = {}
     touches: list[dict] = []
@@ -629,7 +671,7 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
                 [name, cur_hash, friction.version, mkt.fingerprint]) if reader.has("trial_returns") \
                 else pd.DataFrame(columns=["study", "trial", "date", "ret"])
             studies[name] = study = study_stats(returns, n_ledger)
-            bs = _buckets(reader, s, study, gates)
+            bs = _buckets(reader, s, study, gates, shadow)
             _stress_gate(s, [b for b in bs if not b.failed], gates, tick)
             touches += _lockbox_gate(reader, s, [b for b in bs if not b.failed], gates, tick)
             buckets += [(s, b) for b in bs]
@@ -700,6 +742,6 @@ def _promotion_row(b: _Bucket, s: _Strategy, study: StudyStats, now: datetime, o
         "lockbox_n": b.lockbox.n if b.lockbox else None,
         "lockbox_mean_r": b.lockbox.mean_r if b.lockbox else None,
         "lockbox_p": b.lockbox.welch_p if b.lockbox else None,
-        "study": rep.study, "trial": rep.trial, "pooled_trials": len(b.trials),
+        "study": rep.study, "trial": rep.trial, "pooled_trials": len(b.trials), "n_shadow": b.n_shadow,
         "coins": results.to_json(list(b.coins)),
     }

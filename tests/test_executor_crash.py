@@ -24,7 +24,8 @@ ARGS = ("--feed", "replay", "--data", "embedded", "--start", START, "--end", END
 # every table but `events` (start/stop notes with wall-clock times), in a stable order
 TABLES = {"meta": "key", "candles": "coin, ts", "funding_rates": "coin, ts", "sessions": "id",
           "bars": "ts", "decisions": "ts, coin, book, kind", "orders": "id", "positions": "id",
-          "fills": "id", "funding": "ts, position_id", "equity": "ts"}
+          "fills": "id", "funding": "ts, position_id", "equity": "ts",
+          "shadow_trades": "strategy, coin, entry_ts, side"}
 
 
 def _bars(path: Path) -> int:

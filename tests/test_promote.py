@@ -345,3 +345,39 @@ def test_schema_rejects_what_promote_must_never_write():
     doc["buckets"][0]["evidence"]["n"] = 0
     with pytest.raises(CandidatesError):
         validate_document(doc)
+
+
+# ------------------------------------------------------------------ paper shadow trades
+
+def test_paper_shadow_trades_are_pooled_into_their_bucket(planted, tmp_path):
+    from executor.ledger import Ledger
+    from harness.friction import DEFAULT_FRICTION, get_friction
+    from schemas.ledgers import register_ledger
+
+    _, data, res0, _, _ = planted
+    res = tmp_path / "results"
+    shutil.copytree(res0, res)  # the module's folder stays as the other tests expect it
+    base = {b.key: b for b in run_promotion(res, data=str(data), out=tmp_path / "a.json").buckets}
+    assert EDGE_BUCKET in base and all(b.n_shadow == 0 for b in base.values())
+
+    cur = get_friction(DEFAULT_FRICTION).version
+    rows = [(f"2031-01-{d:02d}T14:00:00Z", cur) for d in range(1, 8)]  # 7 of the current friction
+    rows += [(f"2031-02-{d:02d}T14:00:00Z", "friction_v0_other") for d in range(1, 4)]  # ignored
+    with Ledger.open(tmp_path / "p.sqlite") as led:
+        led.con.executemany(
+            "INSERT INTO shadow_trades (strategy, coin, side, book, session, regime, vol_bucket, "
+            "entry_ts, exit_ts, r_multiple, pnl, fees, funding, exit_reason, friction) VALUES "
+            "(?, 'AAA', 1, 'b', 'US_MAIN', 'NEUTRAL', 'mid', ?, ?, 0.5, 5.0, 0.1, 0.0, 'stop', ?)",
+            [(EDGE_BUCKET[0], ts, ts.replace("T14", "T18"), fr) for ts, fr in rows])
+    register_ledger(res, tmp_path / "p.sqlite")
+
+    rep = run_promotion(res, data=str(data), out=tmp_path / "b.json")
+    got = {b.key: b for b in rep.buckets}
+    assert got[EDGE_BUCKET].n_shadow == 7
+    assert got[EDGE_BUCKET].stats.n == base[EDGE_BUCKET].stats.n + 7
+    assert got[EDGE_BUCKET].stats.dsr == base[EDGE_BUCKET].stats.dsr  # study-level: untouched
+    for k, b in got.items():
+        if k != EDGE_BUCKET:
+            assert b.n_shadow == 0 and b.stats.n == base[k].stats.n
+    prom = results.query(res, "SELECT n, n_shadow, session FROM promotions WHERE out LIKE '%b.json'")
+    assert prom.loc[prom["session"] == "US_MAIN", "n_shadow"].tolist() == [7]
