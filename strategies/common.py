@@ -149,3 +149,20 @@ def finish(market: Market, name: str, mode: Mode, direction, stop, target, score
         vol_bucket=vol_bucket.copy(), setup=setup,
         hold=only_active(hold, np.int32, 0), trail=only_active(trail, np.float64, np.nan))
     return sig.validate(market)
+
+
+# ------------------------------------------------------------ cross-sectional selection
+
+def rebalance_bars(market: Market, every: int) -> np.ndarray:
+    """(n_bars,) True on bars whose open time, in bars since the epoch, is a multiple of `every`."""
+    bar_ns = market.bar_seconds * 1_000_000_000
+    return (market.ts_ns // bar_ns) % every == 0
+
+
+def top_n_mask(composite: np.ndarray, n: int) -> np.ndarray:
+    """True for the n largest finite values of each row (ties broken by coin order)."""
+    key = np.where(np.isfinite(composite), -composite, np.inf)
+    order = np.argsort(key, axis=1, kind="stable")[:, :n]
+    mask = np.zeros(composite.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask & np.isfinite(composite)

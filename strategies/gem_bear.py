@@ -27,8 +27,7 @@ from harness.signals import Signals
 from harness.strategy import Mode
 from strategies import indicators as ind
 from strategies.base import param, register
-from strategies.common import FAMILY_BEAR, finish, pick
-from strategies.xsection_rank import rebalance_bars, top_n_mask
+from strategies.common import FAMILY_BEAR, finish, pick, rebalance_bars, top_n_mask
 
 ROW_CHUNK = 256  # rows of windows materialised at once (bounds memory on hourly data)
 

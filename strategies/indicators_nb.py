@@ -184,14 +184,18 @@ def lag_1d(x, k, out):
         out[i] = x[i - k] if i >= k else np.nan
 
 
+@njit(cache=True, inline="always")
+def _tr(h, lo, c, i):
+    """True range of bar i: high - low on the first bar, then max(h - l, |h - prev c|, |l - prev c|)."""
+    if i == 0:
+        return h[0] - lo[0]
+    return max(h[i] - lo[i], abs(h[i] - c[i - 1]), abs(lo[i] - c[i - 1]))
+
+
 @njit(cache=True)
 def true_range_1d(h, lo, c, out):
-    """High - low on the first bar, then max(h - l, |h - prev close|, |l - prev close|)."""
     for i in range(h.shape[0]):
-        r = h[i] - lo[i]
-        if i > 0:
-            r = max(r, abs(h[i] - c[i - 1]), abs(lo[i] - c[i - 1]))
-        out[i] = r
+        out[i] = _tr(h, lo, c, i)
 
 
 @njit(cache=True)
@@ -202,9 +206,7 @@ def atr_1d(h, lo, c, n, out):
     prev = 0.0
     inv = 1.0 / n
     for i in range(m):
-        r = h[i] - lo[i]
-        if i > 0:
-            r = max(r, abs(h[i] - c[i - 1]), abs(lo[i] - c[i - 1]))
+        r = _tr(h, lo, c, i)
         if i < n:
             s += r
             if i < n - 1:
@@ -233,7 +235,7 @@ def adx_1d(h, lo, c, n, out):
         dn = lo[i - 1] - lo[i]
         pdm = up if (up > dn and up > 0.0) else 0.0
         mdm = dn if (dn > up and dn > 0.0) else 0.0
-        tr = max(h[i] - lo[i], abs(h[i] - c[i - 1]), abs(lo[i] - c[i - 1]))
+        tr = _tr(h, lo, c, i)
         if i <= n:
             sp += pdm
             sm += mdm

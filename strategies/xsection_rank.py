@@ -30,7 +30,7 @@ from harness.signals import Signals
 from harness.strategy import Mode
 from strategies import indicators as ind
 from strategies.base import param, register
-from strategies.common import FAMILY_RANK, finish, pick
+from strategies.common import FAMILY_RANK, finish, pick, rebalance_bars, top_n_mask
 from strategies.filters import efficiency_gate, ma_gate, min_open_interest
 
 W_MOMENTUM, W_INV_VOL, W_FUNDING_Z = 0.40, 0.30, 0.30
@@ -79,12 +79,6 @@ def pct_rank(x: np.ndarray) -> np.ndarray:
         return r / n
 
 
-def rebalance_bars(market: Market, every: int) -> np.ndarray:
-    """(n_bars,) True on bars whose open time, in bars since the epoch, is a multiple of `every`."""
-    bar_ns = market.bar_seconds * 1_000_000_000
-    return (market.ts_ns // bar_ns) % every == 0
-
-
 def ranking(market: Market, p: Params) -> Ranking:
     c = np.where(market.listed, market.close, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -101,15 +95,6 @@ def ranking(market: Market, p: Params) -> Ranking:
         ranks = [pct_rank(np.where(known, a, np.nan)) for a in (np.abs(m), iv, np.abs(f))]
         comp[rows] = W_MOMENTUM * ranks[0] + W_INV_VOL * ranks[1] + W_FUNDING_Z * ranks[2]
     return Ranking(mom, inv_vol, fz, comp, rb)
-
-
-def top_n_mask(composite: np.ndarray, n: int) -> np.ndarray:
-    """True for the n largest finite values of each row (ties broken by coin order)."""
-    key = np.where(np.isfinite(composite), -composite, np.inf)
-    order = np.argsort(key, axis=1, kind="stable")[:, :n]
-    mask = np.zeros(composite.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=1)
-    return mask & np.isfinite(composite)
 
 
 @register("xsection_rank", Params, description="cross-sectional ranker: 0.40 momentum + 0.30 "
