@@ -100,7 +100,7 @@ def _print(report) -> None:
         out.print(t)
     t = Table(title=f"Buckets ({sum(b.promoted for b in report.buckets)} promoted of {len(report.buckets)})",
               title_justify="left")
-    cols = ("strategy", "side", "session", "regime", "vol", "n", "mean R", "t", "DSR", "Sharpe",
+    cols = ("strategy", "side", "session", "regime", "vol", "n", "shadow", "mean R", "t", "DSR", "Sharpe",
             "max DD R", "stress R", "lockbox", "verdict")
     for c in cols:
         t.add_column(c, justify="left" if c in cols[:5] + ("lockbox", "verdict") else "right",
@@ -110,7 +110,7 @@ def _print(report) -> None:
         lock = "-" if b.lockbox is None else (
             f"n {b.lockbox.n}, R {_f(b.lockbox.mean_r, '{:+.2f}')}, p {_f(b.lockbox.welch_p, '{:.2f}')}")
         verdict = "[green]PROMOTED[/]" if b.promoted else f"[red]{b.failed}[/]: {b.reason}"
-        t.add_row(b.strategy, b.side, b.session, b.regime, b.vol_bucket, str(s.n),
+        t.add_row(b.strategy, b.side, b.session, b.regime, b.vol_bucket, str(s.n), str(b.n_shadow),
                   _f(s.mean_r, "{:+.3f}"), _f(s.t_stat, "{:.2f}"), _f(s.dsr, "{:.3f}"),
                   _f(s.sharpe, "{:.2f}"), _f(s.max_dd_r, "{:.2f}"),
                   _f(b.stress.mean_r if b.stress else None, "{:+.3f}"), lock, verdict)
