@@ -41,7 +41,7 @@ from executor.feeds import BarRows
 from executor.ledger import Ledger, LedgerError, iso, iso_many, parse
 from executor.risk import KillSwitch, bucket_kill, is_stale
 from executor.window import Window
-from harness import kernel_nb as kn
+from harness import kernel_layout as L
 from harness.errors import ConfigError
 from harness.friction import V4
 from harness.manifest import harness_hash
@@ -321,8 +321,8 @@ class Engine:
         res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)])
         equity = res.equity(0)
         st = res.seg_stats[0, 0]
-        return Outcome(res.trades(0), float(equity.iloc[-2]), bool(st[kn.S_KILLED] > 0),
-                       int(st[kn.S_HALTS]))
+        return Outcome(res.trades(0), float(equity.iloc[-2]), bool(st[L.S_KILLED] > 0),
+                       int(st[L.S_HALTS]))
 
     def _accepted(self, market: Market, s_idx: int) -> Signals:
         """The accepted decisions of this session as one Signals (highest score per cell)."""

@@ -1,69 +1,92 @@
 """The portfolio kernel: plain arrays in, plain arrays out, one parameter set per prange lane.
 
-Semantics (DESIGN section 5; the paper executor mirrors them, so change them only with it):
+Semantics (DESIGN section 5; the paper executor reads this kernel's output, never a copy of it):
 
 Timing
 - A signal is decided at the close of bar t and filled at the OPEN of t+1 with slippage against
-  you (friction.next_open); the legacy model fills at the close of t with no costs.
-- An entry needs the coin listed at t and t+1 and no open position on that coin (one position
-  per coin per set). An opposite signal closes the open position at the next open (reason
-  signal) and may open the new one at that same open. `exit[t]` closes at the open of t+1
-  (reason signal). `hold` > 0 is a time stop: close at the open of entry_bar + hold (time).
-  A close that cannot fill because the coin has no price on that bar waits for the next bar
-  that has one.
-- At a fill step, closes come first, then entries. Entries compete for free slots
-  (max_positions) and for the gross cap: the highest score first, ties by coin order.
+  you; the legacy model fills at the close of t with no costs.
+- An entry needs the coin listed with a price at t and t+1 and no open position on that coin (one
+  position per coin per set). An opposite signal closes the open position at the next open
+  (reason signal) and may open the new one at that same open. `exit[t]` closes at the open of
+  t+1 (signal). `hold` > 0 is a time stop: close at the open of entry_bar + hold (time). A close
+  that cannot fill because the coin has no price on that bar waits for the next bar that has one.
 
-Stops, targets, partial, trailing, liquidation (intrabar, from the bar AFTER the fill bar)
-- The fill bar's own range is never used (not for stops, targets or the trailing best price):
-  we do not know whether its high/low came before the fill.
-- Adverse first: a bar that opens beyond the liquidation price is liquidated at the open; a bar
-  that opens beyond the stop fills at the open (worse than the stop). Inside the bar, the
-  liquidation price is taken when the range reaches it and it lies at or before the stop
-  (closer to the open), otherwise the stop at its level. A bar touching the stop and a target
-  takes the stop.
-- Favourable levels (partial take-profit at partial_r R, target at target R) are taken at their
-  level, or at the open when the bar opens beyond them, nearest level first. The partial closes
-  partial_frac of the entry size and moves the stop to breakeven (the entry fill price) from the
-  next bar on; the rest can still reach the target in the same bar.
-- Trailing: after a bar's checks, the best price is updated with that bar's extreme; once it is
-  trail_start_r R in profit the stop becomes max(stop, best - trail R) for longs (min and + for
-  shorts), in force from the next bar. A stop that trailing raised exits as `trail`, a stop at
-  breakeven after a partial as `partial`, the initial stop as `stop`.
-- Liquidation (isolated margin): margin = notional / lev, lev = min(position_leverage, coin max),
-  maintenance rate l = 0.5 / coin max, liq = entry - side * (margin - l * notional) / size /
-  (1 - l * side). A liquidation loses the remaining isolated margin (pnl = -margin) plus the fee.
-- Every fill pays fee * notional and slippage (stops, targets, partials, time, end of data
-  included); a liquidation fills at its price without slippage since its loss is the margin.
+Inside a bar (levels: stop, liquidation and backstop prices (adverse), partial and target
+(favourable); a position's path through bar t is open -> adverse extreme -> favourable
+extreme -> close, i.e. low before high for a long, high before low for a short)
+1. The open. For every position opened before t: a bar opening beyond a level fills at the open,
+   adverse first: beyond the backstop price (backstop liquidation: the whole isolated margin is
+   lost, no fill), beyond the liquidation price (market liquidation at the open), beyond the stop
+   (at the open, worse than the stop), beyond the target (at the open, better than it); beyond
+   the partial level only, the partial fills at the open and the rest of the bar continues with
+   the stop at breakeven. Then the requested closes (signal, time, kill switch) fill at the open.
+   Then entries fill at the open (below).
+2. The range, for every open position INCLUDING those filled at this open (the open is the bar's
+   first trade: after a next-open fill the whole range comes after it, so the fill bar counts and
+   a trade with hold = 1 can be stopped in its one bar; a legacy close fill starts on the next
+   bar): moving to the adverse extreme, the nearer of stop and liquidation price is taken at its
+   level when reached (a market liquidation: at the liquidation price with slippage and fee, the
+   collateral left in the isolated margin stays with the trader); then moving to the favourable
+   extreme, the partial (partial_frac of the entry size; the stop moves to breakeven, the entry
+   fill price) then the target, at their levels, and the best price follows (trailing: once the
+   best is trail_start_r R in profit the stop becomes best - trail R, never lowered); then moving
+   to the close, a stop raised on the way (breakeven, trailing) is taken at its level if the
+   close is beyond it (the close is the last trade, so that crossing is certain).
+   So a range reaching a stop and a target takes the stop (adverse first, conservative).
+3. Intrabar detail (detail arrays given): a bar whose outcome depends on the order inside it (its
+   range reaches an adverse and a favourable level, or a stop raised on the way lies inside its
+   range) is walked through its lower-timeframe bars instead, each with steps 1-2 (the first one
+   without step 1: its open is the bar's open), levels and the best price updated per detail
+   bar. Where any of its detail bars is missing the bar falls back to step 2 (counted).
+4. The close: funding, the mark, risk controls (below).
 
-Sizing: "risk": size = equity * risk_fraction / stop (so notional = equity * risk_fraction /
-(stop / entry)); "fraction": notional * (1 + fee) = equity * fraction, vectorbt's
-SizeType.Percent. Equity here is cash plus open positions marked at their last price. The
-notional is then cut so that gross notional <= max_leverage * equity.
+Exit reasons: the stop as `stop`, `partial` (at breakeven after the partial) or `trail` (raised by
+trailing), `target`, `signal`, `time`, `liquidation`, `backstop`, `kill_switch`, `end_of_data`.
+Every fill pays fee * notional and slippage against you; a backstop liquidation pays neither (its
+loss is the margin), and no isolated position (liquidation on) loses more than its margin.
 
-Funding: at each bar close, every open position pays side * size * close * funding[t] (a long
-pays a positive rate; the market's funding is already per bar: never divided by 8).
+Slippage: flat (P_SLIP, fee stress included), or per coin and per fill (friction v5): half the
+estimated spread plus impact_coef * sqrt(fill notional), both as known at the close of the bar
+BEFORE the fill bar, clipped to [floor, cap], times the fee stress; the flat rate where the
+estimate is unknown (counted).
 
-v3 de-duplication: per coin, a signal whose setup key equals the key of the position last
-opened on that coin is skipped. Setup key 0 means "no key" (the Signals.empty default) and is
-never de-duplicated.
+Entries at a fill step compete for free slots (max_positions) and for the gross cap: the highest
+score first, ties by coin order. Sizing "risk": size = equity * risk_fraction / stop (notional =
+equity * risk_fraction / (stop / entry)); "fraction": notional * (1 + fee) = equity * fraction,
+vectorbt's SizeType.Percent. Equity is cash plus open positions marked at their last close. The
+notional is then cut so that gross notional <= max_leverage * equity. Per-coin slippage is priced
+on the intended notional (at the raw open, after the cap). Every signal gets a fill status
+(FILL_STATUS): filled, or why not.
 
-Risk controls at each bar close on marked equity: equity <= peak * (1 - kill_drawdown) flattens
-at the next fill step and halts entries for the rest of the segment (kill_switch); equity <=
-the UTC day's starting equity * (1 - daily_loss_halt) flattens likewise and blocks entries whose
-fill bar is on that UTC day (daily_halt). Legacy flattens at the same close.
+Liquidation (isolated margin, on with P_LIQ): margin = notional / lev, lev = min(position_leverage,
+coin max), maintenance rate l = 0.5 / coin max; liquidation price where the position's equity is
+l x its notional, backstop price where it is 2/3 of that (harness.margin.threshold_price).
+
+Funding: funding[t] holds the records stamped in (open, close] of bar t (a record stamped H pays
+for the hour ending at H); at the close of t every position open then pays side * size * close *
+funding[t] (a long pays a positive rate). Hyperliquid's rate is per hour: never divided by 8.
+
+v3 de-duplication: per coin, a signal whose setup key equals the key of the position last opened
+on that coin is skipped (setup key 0: no key, never de-duplicated).
+
+Risk controls at each bar close on marked equity: equity <= peak * (1 - kill_drawdown) flattens at
+the next open (legacy: at this close) and halts entries for the rest of the segment
+(kill_switch); equity <= the UTC day's starting equity * (1 - daily_loss_halt) is a SOFT halt: no
+entry fills on that UTC day any more, while open positions keep their stops, targets, partial and
+trailing.
 
 Segments [start, stop) are independent runs from initial equity; entries only inside; every
-position still open is closed at the close of the segment's last bar (end_of_data), at its
-last known close if the coin has no price there.
+position still open is closed at the close of the segment's last bar (end_of_data), at its last
+known close if the coin has no price there.
 
-Equity is marked at every bar close: cash plus open positions at their last close. Outputs:
-per-segment stats (final equity, max drawdown from the initial equity on, trades, wins, sum of
-R, fees, funding, time-averaged gross notional / equity, HHI of the per-coin sums of notional
-held at bar closes), those per-coin sums, the equity at the end of each UTC day (by bar open
-time; a day without bars carries the equity), optional per-bar equity, the drawdown of the
-chained segments (segment k compounding on k-1), and closed trades (a trade buffer that is too
-small keeps counting, so the caller can grow it and rerun: trades are never dropped silently).
+Outputs: per-segment stats (final equity, max drawdown, trades, wins, sum of R, fees, funding,
+time-averaged gross notional / equity, liquidations, kill, halts, HHI of the per-coin sums of
+notional held at bar closes, slippage paid, backstops, detail walks and fallbacks, slippage
+fallbacks), those per-coin sums, the equity at the end of each UTC day (by bar open time; a day
+without bars carries the equity), optional per-bar equity, the drawdown of the chained segments
+(segment k compounding on k-1), each signal's fill status, and closed trades with every fill
+(entry, partial, exit: bar, price, quantity, fee, slippage). A trade buffer that is too small keeps
+counting, so the caller can grow it and rerun: trades are never dropped silently.
 """
 
 from __future__ import annotations
@@ -71,106 +94,173 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-EXIT_REASONS = (
-    "stop", "target", "partial", "trail", "signal", "time",
-    "liquidation", "kill_switch", "daily_halt", "end_of_data",
+from harness import kernel_layout as L
+from harness.fills_nb import (
+    CALLED,
+    INLINE,
+    at_open,
+    band,
+    fill_slip,
+    open_slot,
+    order_matters,
+    partial_at_open,
+    take_partial,
+    touches,
+    walk,
 )
-R_STOP, R_TARGET, R_PARTIAL, R_TRAIL, R_SIGNAL, R_TIME, R_LIQ, R_KILL, R_DAILY, R_END = range(10)
-
-# params vector
-(P_INIT, P_RISK, P_SIZING, P_FRACTION, P_MAXPOS, P_MAXLEV, P_POSLEV, P_DAILY, P_KILL, P_FEE,
- P_SLIP, P_FUNDING, P_NEXT_OPEN, P_DEDUP, P_PARTIAL, P_TRAIL, P_LIQ, P_PART_R, P_PART_FRAC,
- P_TRAIL_START, P_TRAIL_DIST) = range(21)
-N_PARAMS = 21
-SIZING_RISK, SIZING_FRACTION = 0, 1
-
-# per-segment stats
-(S_FINAL, S_MAXDD, S_NTRADES, S_WINS, S_SUMR, S_FEES, S_FUNDING, S_EXPO, S_BARS, S_NLIQ,
- S_KILLED, S_HALTS, S_HHI) = range(13)
-N_STATS = 13
-
-# trade record fields (float64)
-(T_COIN, T_SIDE, T_SIGBAR, T_ENTRYBAR, T_EXITBAR, T_ENTRY, T_EXIT, T_SIZE, T_NOTIONAL, T_STOP,
- T_R, T_PNL, T_FEES, T_FUNDING, T_REASON, T_PARTIAL, T_SEG, T_EXIT_AT_OPEN) = range(18)
-N_TRADE_FIELDS = 18
-
-# slot state: floats (F_QLO/F_QHI: a bar with low > F_QLO and high < F_QHI touches no level)
-(F_SIZE, F_SIZE0, F_ENTRY, F_R, F_STOP, F_TARGET, F_PART, F_BEST, F_TRAILD, F_LIQ, F_MARGIN,
- F_FEES, F_FUND, F_PGROSS, F_PVAL, F_NOTIONAL0, F_QLO, F_QHI) = range(18)
-NSF = 18
-# slot state: ints (I_COIN < 0: free slot)
-I_COIN, I_SIDE, I_SIGBAR, I_FILLBAR, I_HOLD_UNTIL, I_KIND, I_REQ, I_PARTIAL = range(8)
-NSI = 8
-
-NO_BAR = np.int64(1) << 62
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _band(sf, si, k, use_liq, use_trail, trail_start):
-    """The quiet band of slot k: inside it a bar touches no stop, liquidation, partial or
-    target level and makes no new best price, so the bar needs no intrabar work."""
-    side = si[k, I_SIDE]
-    adverse = sf[k, F_STOP]
-    if use_liq:
-        adverse = max(adverse, sf[k, F_LIQ]) if side > 0 else min(adverse, sf[k, F_LIQ])
-    fav = np.inf * side
-    tgt = sf[k, F_TARGET]
-    if tgt == tgt:
-        fav = min(fav, tgt) if side > 0 else max(fav, tgt)
-    part = sf[k, F_PART]
-    if si[k, I_PARTIAL] == 0 and part == part:
-        fav = min(fav, part) if side > 0 else max(fav, part)
-    if use_trail:  # the best price matters from the trail start on, then every new best does
-        b = sf[k, F_BEST]
-        thr = sf[k, F_ENTRY] + side * trail_start * sf[k, F_R]
-        b = max(b, thr) if side > 0 else min(b, thr)
-        fav = min(fav, b) if side > 0 else max(fav, b)
-    if side > 0:
-        sf[k, F_QLO] = adverse
-        sf[k, F_QHI] = fav
+@njit(**CALLED)
+def _close_slot(sf, si, k, reason, level, at_open_, t, g, cash, prm, half_spread, impact, st,
+                trades, tbase, tcap, n_tr, coin_slot):
+    """Close what is left of slot k at `level` (slippage applied here), book the trade and free
+    the slot. Returns the new cash."""
+    side = si[k, L.I_SIDE]
+    c = si[k, L.I_COIN]
+    size = sf[k, L.F_SIZE]
+    if reason == L.R_BACKSTOP:
+        slip = 0.0
+        fill = level
+        xgross = -sf[k, L.F_MARGIN]
+        xfee = 0.0
+        st[L.S_NBACKSTOP] += 1.0
+        st[L.S_NLIQ] += 1.0
     else:
-        sf[k, F_QLO] = fav
-        sf[k, F_QHI] = adverse
+        slip = fill_slip(prm, half_spread, impact, t, c, size * level, st)
+        fill = level * (1.0 - side * slip)
+        xgross = side * size * (fill - sf[k, L.F_ENTRY])
+        xfee = size * fill * prm[L.P_FEE]
+        if reason == L.R_LIQ:
+            st[L.S_NLIQ] += 1.0
+            if xgross - xfee < -sf[k, L.F_MARGIN]:  # never more than the isolated margin
+                xgross = xfee - sf[k, L.F_MARGIN]
+        sf[k, L.F_SLIPCOST] += size * level * slip
+    cash += xgross - xfee
+    fees = sf[k, L.F_FEES] + xfee
+    fund = sf[k, L.F_FUND]
+    pnl = sf[k, L.F_PGROSS] + xgross - fees - fund
+    size0 = sf[k, L.F_SIZE0]
+    r = pnl / (size0 * sf[k, L.F_R])
+    st[L.S_NTRADES] += 1.0
+    if pnl > 0:
+        st[L.S_WINS] += 1.0
+    st[L.S_SUMR] += r
+    st[L.S_FEES] += fees
+    st[L.S_FUNDING] += fund
+    st[L.S_SLIPCOST] += sf[k, L.F_SLIPCOST]
+    if n_tr < tcap:
+        row = trades[tbase + n_tr]
+        row[L.T_COIN] = c
+        row[L.T_SIDE] = side
+        row[L.T_SIGBAR] = si[k, L.I_SIGBAR]
+        row[L.T_ENTRYBAR] = si[k, L.I_FILLBAR]
+        row[L.T_EXITBAR] = t
+        row[L.T_ENTRY] = sf[k, L.F_ENTRY]
+        row[L.T_EXIT] = fill
+        row[L.T_SIZE] = size0
+        row[L.T_NOTIONAL] = sf[k, L.F_NOTIONAL0]
+        row[L.T_STOP] = sf[k, L.F_R]
+        row[L.T_R] = r
+        row[L.T_PNL] = pnl
+        row[L.T_FEES] = fees
+        row[L.T_FUNDING] = fund
+        row[L.T_REASON] = reason
+        row[L.T_PARTIAL] = si[k, L.I_PARTIAL]
+        row[L.T_SEG] = g
+        row[L.T_EXIT_AT_OPEN] = 1.0 if at_open_ else 0.0
+        row[L.T_ENTRY_FEE] = sf[k, L.F_ENTRY_FEE]
+        row[L.T_ENTRY_SLIP] = sf[k, L.F_ENTRY_SLIP]
+        row[L.T_PART_BAR] = si[k, L.I_PART_BAR]
+        row[L.T_PART_PRICE] = sf[k, L.F_PART_PRICE]
+        row[L.T_PART_QTY] = sf[k, L.F_PART_QTY]
+        row[L.T_PART_FEE] = sf[k, L.F_PART_FEE]
+        row[L.T_PART_SLIP] = sf[k, L.F_PART_SLIP]
+        row[L.T_EXIT_QTY] = size
+        row[L.T_EXIT_FEE] = xfee
+        row[L.T_EXIT_SLIP] = slip
+        row[L.T_SLIPCOST] = sf[k, L.F_SLIPCOST]
+        row[L.T_DETAIL] = si[k, L.I_DETAIL]
+    coin_slot[c] = -1
+    si[k, L.I_COIN] = -1
+    return cash
+
+
+@njit(**CALLED)
+def _detail_complete(do_, dh, dl, dc, t, c, ratio):
+    for j in range(ratio):
+        row = t * ratio + j
+        if not (do_[row, c] == do_[row, c] and dh[row, c] == dh[row, c]
+                and dl[row, c] == dl[row, c] and dc[row, c] == dc[row, c]):
+            return False
+    return True
+
+
+@njit(**CALLED)
+def _walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail, trail_start, prm,
+                 half_spread, impact, st):
+    """Steps 1-2 on each detail bar of bar t in order. Returns (reason, level, at open, cash)."""
+    cash = 0.0
+    for j in range(ratio):
+        row = t * ratio + j
+        if j > 0:
+            o = do_[row, c]
+            reason = at_open(sf, si, k, o, use_liq)
+            if reason >= 0:
+                return reason, o, True, cash
+            if partial_at_open(sf, si, k, o):
+                cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
+        reason, level, got = walk(sf, si, k, dl[row, c], dh[row, c], dc[row, c], t, use_liq,
+                                  use_trail, trail_start, prm, half_spread, impact, st)
+        cash += got
+        if reason >= 0:
+            return reason, level, False, cash
+    return -1, 0.0, False, cash
+
+
+@njit(**INLINE)
+def _open_list(si, olist, K):
+    """Refresh the list of open slots; returns how many there are."""
+    n = 0
+    for k in range(K):
+        if si[k, L.I_COIN] >= 0:
+            olist[n] = k
+            n += 1
+    return n
 
 
 @njit(cache=True, error_model="numpy")
-def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
-             seg_start, seg_stop, seg_slot0,
+def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half_spread, impact,
+             do_, dh, dl, dc, ratio, seg_start, seg_stop, seg_slot0,
              ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail,
-             e0, e1, ex_bar, ex_coin, x0, x1, prm,
+             e0, e1, ex_bar, ex_coin, x0, x1, prm, ev_status,
              trades, tbase, tcap, seg_stats, coin_expo, day_eq, eq_out, chain_dd):
-    """One parameter set over all segments. No helper calls in the bar loop: a numba call
-    increfs and decrefs every array argument (atomics), which costs more than the bar itself."""
+    """One parameter set over all segments (the module docstring is the spec)."""
     n_coins = open_.shape[1]
-    K = int(prm[P_MAXPOS])
-    init = prm[P_INIT]
-    risk_frac = prm[P_RISK]
-    sizing = int(prm[P_SIZING])
-    fraction = prm[P_FRACTION]
-    max_gross = prm[P_MAXLEV]
-    pos_lev = prm[P_POSLEV]
-    daily = prm[P_DAILY]
-    kill = prm[P_KILL]
-    fee_rate = prm[P_FEE]
-    slip = prm[P_SLIP]
-    use_funding = prm[P_FUNDING] > 0
-    next_open = prm[P_NEXT_OPEN] > 0
-    dedup = prm[P_DEDUP] > 0
-    use_partial = prm[P_PARTIAL] > 0
-    use_trail = prm[P_TRAIL] > 0
-    use_liq = prm[P_LIQ] > 0
-    part_r = prm[P_PART_R]
-    part_frac = prm[P_PART_FRAC]
-    trail_start = prm[P_TRAIL_START]
-    trail_dist = prm[P_TRAIL_DIST]
+    K = int(prm[L.P_MAXPOS])
+    init = prm[L.P_INIT]
+    risk_frac = prm[L.P_RISK]
+    sizing = int(prm[L.P_SIZING])
+    fraction = prm[L.P_FRACTION]
+    max_gross = prm[L.P_MAXLEV]
+    pos_lev = prm[L.P_POSLEV]
+    daily = prm[L.P_DAILY]
+    kill = prm[L.P_KILL]
+    fee_rate = prm[L.P_FEE]
+    use_funding = prm[L.P_FUNDING] > 0
+    next_open = prm[L.P_NEXT_OPEN] > 0
+    dedup = prm[L.P_DEDUP] > 0
+    use_partial = prm[L.P_PARTIAL] > 0
+    use_trail = prm[L.P_TRAIL] > 0
+    use_liq = prm[L.P_LIQ] > 0
+    coin_slip = prm[L.P_COIN_SLIP] > 0
+    part_r = prm[L.P_PART_R]
+    trail_start = prm[L.P_TRAIL_START]
+    trail_dist = prm[L.P_TRAIL_DIST]
     record_eq = eq_out.shape[1] > 0
 
-    sf = np.zeros((K, NSF))
-    si = np.full((K, NSI), -1, dtype=np.int64)
+    sf = np.zeros((K, L.NSF))
+    si = np.full((K, L.NSI), -1, dtype=np.int64)
     olist = np.zeros(K, dtype=np.int64)  # the open slots, n_open of them
-    cr = np.full(K, -1, dtype=np.int64)  # close reason marked in this phase (-1: none)
-    cpx = np.zeros(K)  # its fill price, slippage applied
-    cop = np.zeros(K, dtype=np.bool_)  # filled at the bar's open
     coin_slot = np.full(n_coins, -1, dtype=np.int64)
     last_px = np.full(n_coins, np.nan)
     last_setup = np.zeros(n_coins, dtype=np.int64)
@@ -178,6 +268,7 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
     cand = np.zeros(n_coins, dtype=np.bool_)
     seg_coin = np.zeros(n_coins)
     n_tr = 0
+    ev_status[e0:e1] = L.ST_OUTSIDE
 
     chain = 1.0
     chain_peak = init
@@ -189,28 +280,26 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
         st = seg_stats[p, g]
         cash = init
         for k in range(K):
-            si[k, I_COIN] = -1
-            cr[k] = -1
+            si[k, L.I_COIN] = -1
         coin_slot[:] = -1
         has_setup[:] = False
         seg_coin[:] = 0.0
         n_open = 0
-        pending = False
-        min_hold = NO_BAR
         peak = init
         mdd = 0.0
         kill_level = peak * (1.0 - kill)
         day0 = bar_day[s0]
         cur_day = day0
         daily_level = init * (1.0 - daily)
-        halted_day = -NO_BAR
+        halted_day = -L.NO_BAR
         killed = False
         flat_req = 0
         prev_eq = init
-        ei = e0 + np.searchsorted(ev_bar[e0:e1], s0)
+        eg0 = e0 + np.searchsorted(ev_bar[e0:e1], s0)
+        eg1 = e0 + np.searchsorted(ev_bar[e0:e1], s1)
+        ei = eg0
         xi = x0 + np.searchsorted(ex_bar[x0:x1], s0)
-        ev_next = ev_bar[ei] if ei < e1 else NO_BAR
-        ex_next = ex_bar[xi] if xi < x1 else NO_BAR
+        ev_next = ev_bar[ei] if ei < e1 else L.NO_BAR
         slot0 = seg_slot0[g]
         eq = init
         expo_acc = 0.0
@@ -232,383 +321,245 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                     day_eq[p, slot0 + dd - day0] = prev_eq
                 cur_day = d
                 daily_level = prev_eq * (1.0 - daily)
-            upnl = 0.0
-            gross = 0.0
-            # ---- fast path: nothing to fill at this open and no level inside any bar range ----
-            quiet = False
-            if next_open and n_open > 0 and s0 < t < s1 - 1 and flat_req == 0:
-                while ex_next < t - 1:
-                    xi += 1
-                    ex_next = ex_bar[xi] if xi < x1 else NO_BAR
-                if ev_next != t - 1 and ex_next != t - 1 and not pending and t < min_hold:
-                    quiet = True
+            # phases: 0 fills at the open (next-open frictions), 1 the range, 2 fills at the close
+            # (legacy); t_dec is the bar whose close decided what fills now
+            for phase in range(3):
+                if phase == 1:
                     for q in range(n_open):
                         k = olist[q]
-                        c = si[k, I_COIN]
-                        if not (low[t, c] > sf[k, F_QLO] and high[t, c] < sf[k, F_QHI]):
-                            quiet = False
-                            break
-            if quiet:
+                        c = si[k, L.I_COIN]
+                        o = open_[t, c]
+                        lo = low[t, c]
+                        hi = high[t, c]
+                        if not (o == o and lo == lo and hi == hi):
+                            continue
+                        reason = -1
+                        level = o
+                        gap = False
+                        if not next_open:  # legacy: this bar's open was not looked at yet
+                            reason = at_open(sf, si, k, o, use_liq)
+                            gap = reason >= 0
+                            if not gap and partial_at_open(sf, si, k, o):
+                                cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
+                                band(sf, si, k, use_liq, use_trail, trail_start)
+                        if reason < 0:
+                            side = si[k, L.I_SIDE]
+                            adverse, favourable = touches(sf, si, k, lo if side > 0 else hi,
+                                                          hi if side > 0 else lo)
+                            if not (adverse or favourable):
+                                continue  # a quiet bar: nothing to do before the close
+                            detailed = False
+                            if ratio > 0 and order_matters(sf, si, k, lo, hi, use_trail, trail_start):
+                                if _detail_complete(do_, dh, dl, dc, t, c, ratio):
+                                    detailed = True
+                                    st[L.S_DETAIL] += 1.0
+                                    si[k, L.I_DETAIL] = 1
+                                    reason, level, gap, got = _walk_detail(
+                                        sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail,
+                                        trail_start, prm, half_spread, impact, st)
+                                else:
+                                    st[L.S_DETAIL_MISSING] += 1.0
+                            if not detailed:
+                                reason, level, got = walk(sf, si, k, lo, hi, close[t, c], t, use_liq,
+                                                          use_trail, trail_start, prm, half_spread,
+                                                          impact, st)
+                            cash += got
+                        if reason >= 0:
+                            cash = _close_slot(sf, si, k, reason, level, gap, t, g, cash, prm,
+                                               half_spread, impact, st, trades, tbase, tcap, n_tr,
+                                               coin_slot)
+                            n_tr += 1
+                        else:
+                            band(sf, si, k, use_liq, use_trail, trail_start)
+                    n_open = _open_list(si, olist, K)
+                    continue
+                if phase == 0 and not (next_open and t > s0):
+                    continue
+                if phase == 2 and next_open:
+                    continue
+                at_the_open = phase == 0
+                px = open_ if at_the_open else close
+                t_dec = t - 1 if at_the_open else t
+                # ---- requested closes ----------------------------------------------------------
+                while ei < e1 and ev_bar[ei] < t_dec:  # only after the kill switch skipped bars
+                    ei += 1
+                while xi < x1 and ex_bar[xi] < t_dec:  # exits while flat are never looked at
+                    xi += 1
+                if flat_req > 0:
+                    for q in range(n_open):
+                        si[olist[q], L.I_REQ] = flat_req
+                    flat_req = 0
+                while xi < x1 and ex_bar[xi] == t_dec:
+                    k = coin_slot[ex_coin[xi]]
+                    if k >= 0 and si[k, L.I_REQ] <= 0:
+                        si[k, L.I_REQ] = L.R_SIGNAL
+                    xi += 1
+                ea = ei
+                while ei < e1 and ev_bar[ei] == t_dec:
+                    k = coin_slot[ev_coin[ei]]
+                    if k >= 0 and si[k, L.I_REQ] <= 0 and ev_dir[ei] == -si[k, L.I_SIDE]:
+                        si[k, L.I_REQ] = L.R_SIGNAL
+                    ei += 1
+                eb = ei
+                ev_next = ev_bar[ei] if ei < e1 else L.NO_BAR
                 for q in range(n_open):
                     k = olist[q]
-                    c = si[k, I_COIN]
-                    side = si[k, I_SIDE]
-                    size = sf[k, F_SIZE]
-                    cl = close[t, c]
-                    if cl == cl:
-                        last_px[c] = cl
-                        if use_funding:
-                            amt = side * size * cl * funding[t, c]
-                            cash -= amt
-                            sf[k, F_FUND] += amt
-                    lp = last_px[c]
-                    v = size * lp
-                    upnl += side * size * (lp - sf[k, F_ENTRY])
-                    gross += v
-                    seg_coin[c] += v
-                eq = cash + upnl
-                if not killed and eq <= kill_level:
-                    killed = True
-                    flat_req = R_KILL
-                elif eq <= daily_level and halted_day != d:
-                    halted_day = d
-                    st[S_HALTS] += 1.0
-                    flat_req = R_DAILY
-            else:
-                # phases: 0 next-open fill, 1 intrabar + funding (+ mark), 2 legacy close fill,
-                # 3 mark (legacy) / risk controls / end of segment
-                for phase in range(4):
-                    nc = 0
-                    fill_phase = False
-                    ea = ei
-                    eb = ei
-                    t_dec = t
-                    if phase == 0 or phase == 2:
-                        if phase == 0:
-                            if not (next_open and t > s0):
-                                continue
-                            t_dec = t - 1
-                        elif next_open:
-                            continue
-                        while ex_next < t_dec:  # exits while flat are never looked at
-                            xi += 1
-                            ex_next = ex_bar[xi] if xi < x1 else NO_BAR
-                        if ev_next != t_dec and not (n_open > 0 and (
-                                flat_req > 0 or pending or t >= min_hold or ex_next == t_dec)):
-                            continue
-                        fill_phase = True
-                        while ei < e1 and ev_bar[ei] == t_dec:
-                            ei += 1
-                        eb = ei
-                        ev_next = ev_bar[ei] if ei < e1 else NO_BAR
-                        if n_open > 0:
-                            if flat_req > 0:
-                                for k in range(K):
-                                    if si[k, I_COIN] >= 0:
-                                        si[k, I_REQ] = flat_req
-                            while ex_next == t_dec:
-                                k = coin_slot[ex_coin[xi]]
-                                if k >= 0 and si[k, I_REQ] == 0:
-                                    si[k, I_REQ] = R_SIGNAL
-                                xi += 1
-                                ex_next = ex_bar[xi] if xi < x1 else NO_BAR
-                            for j in range(ea, eb):
-                                k = coin_slot[ev_coin[j]]
-                                if k >= 0 and si[k, I_REQ] == 0 and ev_dir[j] == -si[k, I_SIDE]:
-                                    si[k, I_REQ] = R_SIGNAL
-                            for k in range(K):
-                                c = si[k, I_COIN]
-                                if c < 0:
-                                    continue
-                                if si[k, I_REQ] == 0 and t >= si[k, I_HOLD_UNTIL]:
-                                    si[k, I_REQ] = R_TIME
-                                if si[k, I_REQ] > 0:
-                                    price = open_[t, c] if phase == 0 else close[t, c]
-                                    if price == price:  # else wait for a bar with a price
-                                        cr[k] = si[k, I_REQ]
-                                        cpx[k] = price * (1.0 - si[k, I_SIDE] * slip)
-                                        cop[k] = phase == 0
-                                        nc += 1
-                        flat_req = 0
-                    elif phase == 1:
-                        if n_open == 0:
-                            continue
-                        for q in range(n_open):
-                            k = olist[q]
-                            c = si[k, I_COIN]
-                            side = si[k, I_SIDE]
-                            h = high[t, c]
-                            lo = low[t, c]
-                            if si[k, I_FILLBAR] < t and not (lo > sf[k, F_QLO] and h < sf[k, F_QHI]):
-                                o = open_[t, c]
-                                if o == o and h == h and lo == lo:
-                                    stop = sf[k, F_STOP]
-                                    liq = sf[k, F_LIQ]
-                                    worst = lo if side > 0 else h
-                                    best = h if side > 0 else lo
-                                    reason = -1
-                                    fill = 0.0
-                                    at_open = False
-                                    if use_liq and side * (o - liq) <= 0.0:
-                                        reason, fill, at_open = R_LIQ, o, True
-                                    elif side * (o - stop) <= 0.0:
-                                        reason, fill, at_open = si[k, I_KIND], o * (1.0 - side * slip), True
-                                    elif (use_liq and side * (worst - liq) <= 0.0
-                                          and side * (liq - stop) >= 0.0):
-                                        reason, fill = R_LIQ, liq
-                                    elif side * (worst - stop) <= 0.0:
-                                        reason, fill = si[k, I_KIND], stop * (1.0 - side * slip)
-                                    else:
-                                        tgt = sf[k, F_TARGET]
-                                        part = sf[k, F_PART]
-                                        has_tgt = tgt == tgt
-                                        if (si[k, I_PARTIAL] == 0 and part == part
-                                                and not (has_tgt and side * (tgt - part) <= 0.0)
-                                                and side * (best - part) >= 0.0):
-                                            level = o if side * (o - part) >= 0.0 else part
-                                            pfill = level * (1.0 - side * slip)
-                                            size = sf[k, F_SIZE]
-                                            qty = min(part_frac * sf[k, F_SIZE0], size)
-                                            pgross = side * qty * (pfill - sf[k, F_ENTRY])
-                                            pfee = qty * pfill * fee_rate
-                                            sf[k, F_MARGIN] *= (size - qty) / size
-                                            sf[k, F_SIZE] = size - qty
-                                            sf[k, F_PGROSS] += pgross
-                                            sf[k, F_FEES] += pfee
-                                            sf[k, F_PVAL] += qty * pfill
-                                            si[k, I_PARTIAL] = 1
-                                            cash += pgross - pfee
-                                            if side * (sf[k, F_ENTRY] - stop) > 0.0:  # breakeven, next bar
-                                                sf[k, F_STOP] = sf[k, F_ENTRY]
-                                                si[k, I_KIND] = R_PARTIAL
-                                        if has_tgt and side * (best - tgt) >= 0.0:
-                                            at_open = side * (o - tgt) >= 0.0
-                                            reason = R_TARGET
-                                            fill = (o if at_open else tgt) * (1.0 - side * slip)
-                                    if reason >= 0:
-                                        cr[k] = reason
-                                        cpx[k] = fill
-                                        cop[k] = at_open
-                                        nc += 1
-                                        continue  # closed below: no funding, not marked
-                                    if use_trail:  # after the bar's checks: in force from the next bar
-                                        b = sf[k, F_BEST]
-                                        if side * (best - b) > 0.0:
-                                            b = best
-                                            sf[k, F_BEST] = b
-                                        R = sf[k, F_R]
-                                        if side * (b - sf[k, F_ENTRY]) >= trail_start * R:
-                                            level = b - side * sf[k, F_TRAILD] * R
-                                            if side * (level - sf[k, F_STOP]) > 0.0:
-                                                sf[k, F_STOP] = level
-                                                si[k, I_KIND] = R_TRAIL
-                                    _band(sf, si, k, use_liq, use_trail, trail_start)
-                            # funding at the close, last price, and (next-open timing) the mark
-                            size = sf[k, F_SIZE]
-                            cl = close[t, c]
-                            if cl == cl:
-                                last_px[c] = cl
-                                if use_funding:
-                                    amt = side * size * cl * funding[t, c]
-                                    cash -= amt
-                                    sf[k, F_FUND] += amt
-                            if next_open:
-                                lp = last_px[c]
-                                v = size * lp
-                                upnl += side * size * (lp - sf[k, F_ENTRY])
-                                gross += v
-                                seg_coin[c] += v
-                    else:  # phase 3: mark (legacy), risk controls, end of segment
-                        if n_open > 0 and not next_open:
-                            for q in range(n_open):
-                                k = olist[q]
-                                c = si[k, I_COIN]
-                                lp = last_px[c]
-                                v = sf[k, F_SIZE] * lp
-                                upnl += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
-                                gross += v
-                                seg_coin[c] += v
-                        eq = cash + upnl
-                        if t < s1 - 1:
-                            if not killed and eq <= kill_level:
-                                killed = True
-                                flat_req = R_KILL
-                            elif eq <= daily_level and halted_day != d:
-                                halted_day = d
-                                st[S_HALTS] += 1.0
-                                flat_req = R_DAILY
-                            if n_open == 0:
-                                flat_req = 0
-                        if n_open > 0 and (t == s1 - 1 or (flat_req > 0 and not next_open)):
-                            reason = R_END if t == s1 - 1 else flat_req
-                            for q in range(n_open):
-                                k = olist[q]
-                                cr[k] = reason
-                                cpx[k] = last_px[si[k, I_COIN]] * (1.0 - si[k, I_SIDE] * slip)
-                                cop[k] = False
-                                nc += 1
-                            flat_req = 0
-                            upnl = 0.0
-                    # ---- the closes marked in this phase ---------------------------------------
-                    if nc > 0:
-                        for k in range(K):
-                            reason = cr[k]
-                            if reason < 0:
-                                continue
-                            cr[k] = -1
-                            fill = cpx[k]
-                            side = si[k, I_SIDE]
-                            size = sf[k, F_SIZE]
-                            if reason == R_LIQ:
-                                xgross = -sf[k, F_MARGIN]
-                                st[S_NLIQ] += 1.0
-                            else:
-                                xgross = side * size * (fill - sf[k, F_ENTRY])
-                            xfee = size * fill * fee_rate
-                            cash += xgross - xfee
-                            fees = sf[k, F_FEES] + xfee
-                            fund = sf[k, F_FUND]
-                            pnl = sf[k, F_PGROSS] + xgross - fees - fund
-                            size0 = sf[k, F_SIZE0]
-                            r = pnl / (size0 * sf[k, F_R])
-                            st[S_NTRADES] += 1.0
-                            if pnl > 0:
-                                st[S_WINS] += 1.0
-                            st[S_SUMR] += r
-                            st[S_FEES] += fees
-                            st[S_FUNDING] += fund
-                            if n_tr < tcap:
-                                row = tbase + n_tr
-                                trades[row, T_COIN] = si[k, I_COIN]
-                                trades[row, T_SIDE] = side
-                                trades[row, T_SIGBAR] = si[k, I_SIGBAR]
-                                trades[row, T_ENTRYBAR] = si[k, I_FILLBAR]
-                                trades[row, T_EXITBAR] = t
-                                trades[row, T_ENTRY] = sf[k, F_ENTRY]
-                                trades[row, T_EXIT] = (sf[k, F_PVAL] + size * fill) / size0
-                                trades[row, T_SIZE] = size0
-                                trades[row, T_NOTIONAL] = sf[k, F_NOTIONAL0]
-                                trades[row, T_STOP] = sf[k, F_R]
-                                trades[row, T_R] = r
-                                trades[row, T_PNL] = pnl
-                                trades[row, T_FEES] = fees
-                                trades[row, T_FUNDING] = fund
-                                trades[row, T_REASON] = reason
-                                trades[row, T_PARTIAL] = si[k, I_PARTIAL]
-                                trades[row, T_SEG] = g
-                                trades[row, T_EXIT_AT_OPEN] = 1.0 if cop[k] else 0.0
-                            n_tr += 1
-                            coin_slot[si[k, I_COIN]] = -1
-                            si[k, I_COIN] = -1
-                        n_open -= nc
-                        if phase == 3:
-                            eq = cash
-                    # ---- entries of a fill phase: best score first ------------------------------
-                    if (fill_phase and eb > ea and n_open < K and not killed and d != halted_day
-                            and t < s1 - (0 if next_open else 1)):
-                        n_cand = 0
-                        for j in range(ea, eb):
-                            c = ev_coin[j]
-                            ok = coin_slot[c] < 0 and listed[t_dec, c] and (listed[t, c] or not next_open)
-                            if ok:
-                                price = open_[t, c] if phase == 0 else close[t, c]
-                                ok = price == price and price > 0.0
-                            if ok and dedup:
-                                sk = ev_setup[j]
-                                ok = not (sk != 0 and has_setup[c] and last_setup[c] == sk)
-                            cand[j - ea] = ok
-                            if ok:
-                                n_cand += 1
-                        if n_cand > 0:
-                            eq_now = cash
-                            gross_now = 0.0
-                            for k in range(K):
-                                c = si[k, I_COIN]
-                                if c >= 0:
-                                    lp = last_px[c]
-                                    eq_now += si[k, I_SIDE] * sf[k, F_SIZE] * (lp - sf[k, F_ENTRY])
-                                    gross_now += sf[k, F_SIZE] * lp
-                            while eq_now > 0.0 and n_open < K and n_cand > 0:
-                                j = -1
-                                for jj in range(ea, eb):
-                                    if cand[jj - ea] and (j < 0 or ev_score[jj] > ev_score[j]):
-                                        j = jj
-                                cand[j - ea] = False
-                                n_cand -= 1
-                                c = ev_coin[j]
-                                side = np.int64(ev_dir[j])
-                                raw = open_[t, c] if phase == 0 else close[t, c]
-                                fill = raw * (1.0 + side * slip)
-                                R = ev_stop[j]
-                                if sizing == SIZING_RISK:
-                                    size = eq_now * risk_frac / R
-                                else:
-                                    size = eq_now * fraction / (fill * (1.0 + fee_rate))
-                                notional = size * fill
-                                room = max_gross * eq_now - gross_now
-                                if room <= 0.0:
-                                    break
-                                if notional > room:
-                                    notional = room
-                                    size = notional / fill
-                                k = 0
-                                while si[k, I_COIN] >= 0:
-                                    k += 1
-                                fee = notional * fee_rate
-                                cash -= fee
-                                gross_now += notional
-                                mlev = max_lev[c]
-                                margin = notional / min(pos_lev, mlev)
-                                sf[k, F_SIZE] = size
-                                sf[k, F_SIZE0] = size
-                                sf[k, F_ENTRY] = fill
-                                sf[k, F_R] = R
-                                sf[k, F_STOP] = fill - side * R
-                                tgt = ev_target[j]
-                                sf[k, F_TARGET] = fill + side * tgt * R if tgt == tgt else np.nan
-                                sf[k, F_PART] = fill + side * part_r * R if use_partial else np.nan
-                                sf[k, F_BEST] = fill
-                                tr = ev_trail[j]
-                                sf[k, F_TRAILD] = tr if tr == tr else trail_dist
-                                if use_liq:
-                                    mrate = 0.5 / mlev
-                                    sf[k, F_LIQ] = fill - side * (margin - mrate * notional) / size / (
-                                        1.0 - mrate * side)
-                                else:
-                                    sf[k, F_LIQ] = np.nan
-                                sf[k, F_MARGIN] = margin
-                                sf[k, F_FEES] = fee
-                                sf[k, F_FUND] = 0.0
-                                sf[k, F_PGROSS] = 0.0
-                                sf[k, F_PVAL] = 0.0
-                                sf[k, F_NOTIONAL0] = notional
-                                si[k, I_COIN] = c
-                                si[k, I_SIDE] = side
-                                si[k, I_SIGBAR] = t_dec
-                                si[k, I_FILLBAR] = t
-                                hold = ev_hold[j]
-                                si[k, I_HOLD_UNTIL] = t + hold if hold > 0 else NO_BAR
-                                si[k, I_KIND] = R_STOP
-                                si[k, I_REQ] = 0
-                                si[k, I_PARTIAL] = 0
-                                _band(sf, si, k, use_liq, use_trail, trail_start)
-                                coin_slot[c] = k
-                                last_px[c] = raw
-                                if dedup and ev_setup[j] != 0:
-                                    last_setup[c] = ev_setup[j]
-                                    has_setup[c] = True
-                                n_open += 1
-                    if nc > 0 or fill_phase:
-                        pending = False
-                        min_hold = NO_BAR
-                        q = 0
-                        for k in range(K):
-                            if si[k, I_COIN] >= 0:
-                                olist[q] = k
-                                q += 1
-                                pending |= si[k, I_REQ] > 0
-                                min_hold = min(min_hold, si[k, I_HOLD_UNTIL])
-            # ---- metrics at the close ------------------------------------------------------
+                    c = si[k, L.I_COIN]
+                    price = px[t, c]
+                    if price != price:
+                        continue  # no price on this bar: requests wait for one
+                    if si[k, L.I_REQ] <= 0 and t >= si[k, L.I_HOLD_UNTIL]:
+                        si[k, L.I_REQ] = L.R_TIME
+                    reason = -1
+                    if at_the_open:  # levels the open jumped beyond, then the requests
+                        reason = at_open(sf, si, k, price, use_liq)
+                        if reason < 0 and partial_at_open(sf, si, k, price):
+                            cash += take_partial(sf, si, k, price, t, prm, half_spread, impact, st)
+                            band(sf, si, k, use_liq, use_trail, trail_start)
+                    if reason < 0 and si[k, L.I_REQ] > 0:
+                        reason = si[k, L.I_REQ]
+                    if reason >= 0:
+                        cash = _close_slot(sf, si, k, reason, price, at_the_open, t, g, cash, prm,
+                                           half_spread, impact, st, trades, tbase, tcap, n_tr,
+                                           coin_slot)
+                        n_tr += 1
+                n_open = _open_list(si, olist, K)
+                if eb == ea:
+                    continue
+                # ---- entries: best score first ---------------------------------------------
+                blocked = -1
+                if killed:
+                    blocked = L.ST_KILL
+                elif d == halted_day:
+                    blocked = L.ST_HALT
+                elif not at_the_open and t >= s1 - 1:
+                    blocked = L.ST_END  # a legacy fill at the last close would close at once
+                n_cand = 0
+                for j in range(ea, eb):
+                    c = ev_coin[j]
+                    status = blocked
+                    if status < 0:
+                        price = px[t, c]
+                        if coin_slot[c] >= 0:
+                            status = L.ST_POSITION
+                        elif not (listed[t_dec, c] and listed[t, c] and price == price
+                                  and price > 0.0):
+                            status = L.ST_NO_PRICE
+                        elif (dedup and ev_setup[j] != 0 and has_setup[c]
+                              and last_setup[c] == ev_setup[j]):
+                            status = L.ST_DEDUP
+                    cand[j - ea] = status < 0
+                    if status >= 0:
+                        ev_status[j] = status
+                    else:
+                        n_cand += 1
+                if n_cand == 0:
+                    continue
+                eq_now = cash
+                gross_now = 0.0
+                for q in range(n_open):
+                    k = olist[q]
+                    lp = last_px[si[k, L.I_COIN]]
+                    eq_now += si[k, L.I_SIDE] * sf[k, L.F_SIZE] * (lp - sf[k, L.F_ENTRY])
+                    gross_now += sf[k, L.F_SIZE] * lp
+                while n_cand > 0:
+                    j = -1
+                    for jj in range(ea, eb):
+                        if cand[jj - ea] and (j < 0 or ev_score[jj] > ev_score[j]):
+                            j = jj
+                    cand[j - ea] = False
+                    n_cand -= 1
+                    room = max_gross * eq_now - gross_now
+                    if n_open >= K:
+                        ev_status[j] = L.ST_NO_SLOT
+                        continue
+                    if eq_now <= 0.0:
+                        ev_status[j] = L.ST_NO_EQUITY
+                        continue
+                    if room <= 0.0:
+                        ev_status[j] = L.ST_GROSS_CAP
+                        continue
+                    ev_status[j] = L.ST_FILLED
+                    c = ev_coin[j]
+                    side = np.int64(ev_dir[j])
+                    raw = px[t, c]
+                    R = ev_stop[j]
+                    slip = 0.0
+                    if at_the_open:  # per-coin slippage is priced on the intended notional
+                        want = 0.0
+                        if coin_slip:
+                            want = eq_now * risk_frac / R * raw if sizing == L.SIZING_RISK else eq_now * fraction
+                        slip = fill_slip(prm, half_spread, impact, t, c, min(want, room), st)
+                    fill = raw * (1.0 + side * slip)
+                    if sizing == L.SIZING_RISK:
+                        size = eq_now * risk_frac / R
+                    else:
+                        size = eq_now * fraction / (fill * (1.0 + fee_rate))
+                    notional = size * fill
+                    if notional > room:
+                        notional = room
+                        size = notional / fill
+                    k = 0
+                    while si[k, L.I_COIN] >= 0:
+                        k += 1
+                    fee = notional * fee_rate
+                    cash -= fee
+                    gross_now += notional
+                    mlev = max_lev[c]
+                    margin = notional / min(pos_lev, mlev)
+                    open_slot(sf, si, k, c, side, fill, size, notional, R, ev_target[j], ev_trail[j],
+                              fee, slip, raw, margin, 0.5 / mlev if use_liq else 0.0, use_partial,
+                              part_r, trail_dist, t_dec, t, ev_hold[j])
+                    band(sf, si, k, use_liq, use_trail, trail_start)
+                    coin_slot[c] = k
+                    last_px[c] = raw
+                    if dedup and ev_setup[j] != 0:
+                        last_setup[c] = ev_setup[j]
+                        has_setup[c] = True
+                    olist[n_open] = k
+                    n_open += 1
+            # ---- the close: funding, the mark, metrics, risk controls --------------------------
+            upnl = 0.0
+            gross = 0.0
+            for q in range(n_open):
+                k = olist[q]
+                c = si[k, L.I_COIN]
+                side = si[k, L.I_SIDE]
+                size = sf[k, L.F_SIZE]
+                cl = close[t, c]
+                if cl == cl:
+                    last_px[c] = cl
+                    if use_funding:
+                        amt = side * size * cl * funding[t, c]
+                        cash -= amt
+                        sf[k, L.F_FUND] += amt
+                lp = last_px[c]
+                v = size * lp
+                upnl += side * size * (lp - sf[k, L.F_ENTRY])
+                gross += v
+                seg_coin[c] += v
+            eq = cash + upnl
+            flatten = -1
+            if t == s1 - 1:
+                flatten = L.R_END
+            elif not killed and eq <= kill_level:
+                killed = True
+                if next_open:
+                    flat_req = L.R_KILL if n_open > 0 else 0
+                else:
+                    flatten = L.R_KILL  # legacy flattens at this close
+            elif eq <= daily_level and halted_day != d:
+                halted_day = d  # soft: no entry fills on this UTC day any more
+                st[L.S_HALTS] += 1.0
+            if flatten >= 0 and n_open > 0:
+                for q in range(n_open):
+                    k = olist[q]
+                    cash = _close_slot(sf, si, k, flatten, last_px[si[k, L.I_COIN]], False, t, g,
+                                       cash, prm, half_spread, impact, st, trades, tbase, tcap,
+                                       n_tr, coin_slot)
+                    n_tr += 1
+                n_open = 0
+                eq = cash
             if gross > 0.0 and eq > 0.0:
                 expo_acc += gross / eq
             if eq > peak:
@@ -627,12 +578,15 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                 eqc += 1
             prev_eq = eq
             t += 1
+        for j in range(eg0, eg1):  # signals never looked at: after the kill, or no bar to fill
+            if ev_status[j] == L.ST_OUTSIDE:
+                ev_status[j] = L.ST_KILL if killed else L.ST_END
         day_eq[p, slot0 + cur_day - day0] = eq
-        st[S_BARS] = s1 - s0
-        st[S_EXPO] = expo_acc
-        st[S_FINAL] = eq
-        st[S_MAXDD] = mdd
-        st[S_KILLED] = 1.0 if killed else 0.0
+        st[L.S_BARS] = s1 - s0
+        st[L.S_EXPO] = expo_acc
+        st[L.S_FINAL] = eq
+        st[L.S_MAXDD] = mdd
+        st[L.S_KILLED] = 1.0 if killed else 0.0
         total = seg_coin.sum()
         hhi = 1.0
         if total > 0.0:
@@ -641,7 +595,7 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
                 share = seg_coin[c] / total
                 hhi += share * share
                 coin_expo[p, c] += seg_coin[c]
-        st[S_HHI] = hhi
+        st[L.S_HHI] = hhi
         if g == 0:
             chain_peak = peak
             chain_mdd = mdd
@@ -651,29 +605,30 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev,
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def simulate_nb(open_, high, low, close, funding, listed, bar_day, max_lev,
-                seg_start, seg_stop, seg_slot0,
+def simulate_nb(open_, high, low, close, funding, listed, bar_day, max_lev, half_spread, impact,
+                do_, dh, dl, dc, ratio, seg_start, seg_stop, seg_slot0,
                 ev_ptr, ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold,
-                ev_trail, ex_ptr, ex_bar, ex_coin, prm, trade_ptr, trades, n_trades,
+                ev_trail, ex_ptr, ex_bar, ex_coin, prm, ev_status, trade_ptr, trades, n_trades,
                 seg_stats, coin_expo, day_eq, eq_out, chain_dd):
     """Run every parameter set p (events ev_*[ev_ptr[p]:ev_ptr[p+1]]) in parallel.
 
-    Market arrays are (n_bars, n_coins); events are the non-zero cells of each set's
-    Signals.direction sorted by (bar, coin), exits the True cells of Signals.exit. Outputs are
-    written in place; n_trades[p] may exceed the set's buffer (trade_ptr) and then the caller
-    reruns that set with a bigger one.
+    Market arrays are (n_bars, n_coins); half_spread and impact are friction v5's per-coin cost
+    estimates (any shape when the slippage is flat); do_/dh/dl/dc the detail bars, row
+    t * ratio + j for detail bar j of bar t (ratio 0: no detail). Events are the non-zero cells of
+    each set's Signals.direction sorted by (bar, coin), exits the True cells of Signals.exit.
+    Outputs are written in place; n_trades[p] may exceed the set's buffer (trade_ptr) and then the
+    caller reruns that set with a bigger one.
     """
     n_sets = ev_ptr.shape[0] - 1
     for p in prange(n_sets):
         n_trades[p] = _run_set(
-            p, open_, high, low, close, funding, listed, bar_day, max_lev,
-            seg_start, seg_stop, seg_slot0,
+            p, open_, high, low, close, funding, listed, bar_day, max_lev, half_spread, impact,
+            do_, dh, dl, dc, ratio, seg_start, seg_stop, seg_slot0,
             ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail,
-            ev_ptr[p], ev_ptr[p + 1], ex_bar, ex_coin, ex_ptr[p], ex_ptr[p + 1], prm,
+            ev_ptr[p], ev_ptr[p + 1], ex_bar, ex_coin, ex_ptr[p], ex_ptr[p + 1], prm, ev_status,
             trades, trade_ptr[p], trade_ptr[p + 1] - trade_ptr[p], seg_stats, coin_expo, day_eq,
             eq_out, chain_dd,
         )
-
 
 
 @njit(cache=True, parallel=True)

@@ -9,7 +9,11 @@ Coins not in the table get DEFAULT_MAX_LEVERAGE (5x, the usual cap of smaller pe
 Maintenance margin rate = half the initial margin rate at max leverage (1.25% at 40x).
 Isolated liquidation price (HYPERLIQUID.md):
     liq = entry - side * margin_available / size / (1 - l * side)
-with margin_available = margin - l * notional, margin = notional / leverage.
+with margin_available = margin - l * notional, margin = notional / leverage. Rearranged, it is the
+price p where the position's equity (margin + side * size * (p - entry)) equals l x its notional
+at p: p = (entry - side * margin / size) / (1 - side * l). The backstop price is the same with
+2/3 of l (the backstop liquidator takes over below 2/3 of the maintenance margin). The kernel
+and Python both use `threshold_price`, so the formula has one home.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from numba import njit
 
 from harness.errors import ConfigError
 
@@ -40,9 +45,18 @@ def max_leverage(coins: Iterable[str]) -> np.ndarray:
     return np.array([MAX_LEVERAGE.get(c, DEFAULT_MAX_LEVERAGE) for c in coins], dtype=np.float64)
 
 
+BACKSTOP_SHARE = 2.0 / 3.0  # of the maintenance margin: below it the backstop takes the margin
+
+
 def maintenance_rate(max_lev: float | np.ndarray) -> float | np.ndarray:
     """Half the initial margin rate at max leverage."""
     return 0.5 / max_lev
+
+
+@njit(cache=True, inline="always")
+def threshold_price(entry: float, side: int, margin_per_size: float, rate: float) -> float:
+    """Price at which the isolated equity equals `rate` x the notional (liquidation: rate = l)."""
+    return (entry - side * margin_per_size) / (1.0 - side * rate)
 
 
 def liquidation_price(entry: float, side: int, size: float, leverage: float, max_leverage: float) -> float:
@@ -58,7 +72,10 @@ def liquidation_price(entry: float, side: int, size: float, leverage: float, max
         raise ConfigError(
             f"leverage {leverage} must be in (0, max_leverage={max_leverage}]: lower it to the coin's cap"
         )
-    notional = entry * size
-    rate = maintenance_rate(max_leverage)
-    margin_available = notional / leverage - rate * notional
-    return entry - side * margin_available / size / (1.0 - rate * side)
+    return threshold_price(entry, side, entry / leverage, maintenance_rate(max_leverage))
+
+
+def backstop_price(entry: float, side: int, size: float, leverage: float, max_leverage: float) -> float:
+    """Price beyond which a bar's open hands the position (and its margin) to the backstop."""
+    liquidation_price(entry, side, size, leverage, max_leverage)  # the same input checks
+    return threshold_price(entry, side, entry / leverage, BACKSTOP_SHARE * maintenance_rate(max_leverage))

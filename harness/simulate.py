@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness import kernel_layout as L
 from harness import kernel_nb as kn
 from harness import metrics as mx
+from harness.costs import coin_costs
 from harness.errors import ConfigError, DataError, SignalsError
 from harness.friction import Friction, get_friction
 from harness.margin import max_leverage as coin_max_leverage
@@ -23,13 +25,16 @@ from harness.market import Market
 from harness.metrics import Metrics
 from harness.signals import REGIMES, SESSIONS, VOL_BUCKETS, Signals
 
-EXIT_REASONS = kn.EXIT_REASONS
+EXIT_REASONS = L.EXIT_REASONS
 TRADE_COLUMNS = (
     "strategy", "coin", "side", "signal_bar", "entry_bar", "exit_bar", "entry_ts", "exit_ts",
     "entry_price", "exit_price", "size", "notional", "stop_distance", "r_multiple", "pnl", "fees",
     "funding", "exit_reason", "partial_taken", "session", "regime", "vol_bucket", "setup",
-    "segment", "friction",
+    "segment", "friction", "entry_fee", "entry_slippage_bps", "partial_ts", "partial_price",
+    "partial_qty", "partial_fee", "partial_slippage_bps", "exit_qty", "exit_fee",
+    "exit_slippage_bps", "slippage_bps", "slippage_cost", "detail",
 )
+FILL_COLUMNS = ("signal_bar", "coin", "side", "score", "status")
 SIZINGS = ("risk", "fraction")
 CHUNK_BYTES = 256 * 2**20  # stacked inputs + trade buffers per kernel call
 TRADE_CAP = 1024  # first trade buffer per set; grown (and the set rerun) when it overflows
@@ -62,35 +67,40 @@ class SimConfig:
 
 
 def _params(config: SimConfig, fr: Friction) -> np.ndarray:
-    if not 0 < fr.partial_frac <= 1:
-        raise ConfigError(f"friction {fr.version}: partial_frac must be in (0, 1], got {fr.partial_frac}")
-    for name in ("partial_r", "trail_start_r", "trail_dist_r"):
+    if not 0 < fr.partial_frac < 1:
+        raise ConfigError(f"friction {fr.version}: partial_frac must be in (0, 1), got {fr.partial_frac}")
+    for name in ("partial_r", "trail_start_r", "trail_dist_r", "stress"):
         if not getattr(fr, name) > 0:
             raise ConfigError(f"friction {fr.version}: {name} must be positive")
     if fr.fee_bps < 0 or fr.slippage_bps < 0:
         raise ConfigError(f"friction {fr.version}: fee and slippage must be >= 0")
-    prm = np.zeros(kn.N_PARAMS)
-    prm[kn.P_INIT] = config.initial_equity
-    prm[kn.P_RISK] = config.risk_fraction
-    prm[kn.P_SIZING] = SIZINGS.index(config.sizing)
-    prm[kn.P_FRACTION] = config.fraction
-    prm[kn.P_MAXPOS] = config.max_positions
-    prm[kn.P_MAXLEV] = config.max_leverage
-    prm[kn.P_POSLEV] = config.position_leverage
-    prm[kn.P_DAILY] = config.daily_loss_halt
-    prm[kn.P_KILL] = config.kill_drawdown
-    prm[kn.P_FEE] = fr.fee_bps * 1e-4
-    prm[kn.P_SLIP] = fr.slippage_bps * 1e-4
-    prm[kn.P_FUNDING] = fr.funding
-    prm[kn.P_NEXT_OPEN] = fr.next_open
-    prm[kn.P_DEDUP] = fr.dedup
-    prm[kn.P_PARTIAL] = fr.partial
-    prm[kn.P_TRAIL] = fr.trail
-    prm[kn.P_LIQ] = fr.liquidation
-    prm[kn.P_PART_R] = fr.partial_r
-    prm[kn.P_PART_FRAC] = fr.partial_frac
-    prm[kn.P_TRAIL_START] = fr.trail_start_r
-    prm[kn.P_TRAIL_DIST] = fr.trail_dist_r
+    prm = np.zeros(L.N_PARAMS)
+    prm[L.P_INIT] = config.initial_equity
+    prm[L.P_RISK] = config.risk_fraction
+    prm[L.P_SIZING] = SIZINGS.index(config.sizing)
+    prm[L.P_FRACTION] = config.fraction
+    prm[L.P_MAXPOS] = config.max_positions
+    prm[L.P_MAXLEV] = config.max_leverage
+    prm[L.P_POSLEV] = config.position_leverage
+    prm[L.P_DAILY] = config.daily_loss_halt
+    prm[L.P_KILL] = config.kill_drawdown
+    prm[L.P_FEE] = fr.fee_bps * 1e-4
+    prm[L.P_SLIP] = fr.slippage_bps * 1e-4
+    prm[L.P_FUNDING] = fr.funding
+    prm[L.P_NEXT_OPEN] = fr.next_open
+    prm[L.P_DEDUP] = fr.dedup
+    prm[L.P_PARTIAL] = fr.partial
+    prm[L.P_TRAIL] = fr.trail
+    prm[L.P_LIQ] = fr.liquidation
+    prm[L.P_PART_R] = fr.partial_r
+    prm[L.P_PART_FRAC] = fr.partial_frac
+    prm[L.P_TRAIL_START] = fr.trail_start_r
+    prm[L.P_TRAIL_DIST] = fr.trail_dist_r
+    prm[L.P_STRESS] = fr.stress
+    if fr.costs is not None:
+        prm[L.P_COIN_SLIP] = 1.0
+        prm[L.P_SLIP_FLOOR] = fr.costs.floor_bps * 1e-4
+        prm[L.P_SLIP_CAP] = fr.costs.cap_bps * 1e-4
     return prm
 
 
@@ -211,10 +221,11 @@ class SimResult:
     """Arrays from the kernel; Metrics, Series and DataFrames built from them on demand."""
 
     def __init__(self, market: Market, signals: list[Signals], friction: Friction,
-                 config: SimConfig, segments: np.ndarray, max_lev: np.ndarray, bar_day: np.ndarray,
-                 seg_slot0: np.ndarray, seg_stats: np.ndarray, coin_expo: np.ndarray,
-                 day_eq: np.ndarray, chain_dd: np.ndarray, trades: list[np.ndarray] | None,
-                 trade_loc: np.ndarray | None) -> None:
+                 config: SimConfig, segments: np.ndarray, max_lev: np.ndarray,
+                 mk: dict[str, np.ndarray], seg_slot0: np.ndarray, seg_stats: np.ndarray,
+                 coin_expo: np.ndarray, day_eq: np.ndarray, chain_dd: np.ndarray,
+                 trades: list[np.ndarray] | None, trade_loc: np.ndarray | None,
+                 events: list[dict[str, np.ndarray]], event_loc: np.ndarray) -> None:
         self.market = market
         self.signals = signals
         self.friction = friction
@@ -222,14 +233,17 @@ class SimResult:
         self.segments = [(int(a), int(b)) for a, b in segments]
         self._segs = segments
         self._max_lev = max_lev
-        self._bar_day = bar_day
+        self._mk = mk
+        self._bar_day = mk["bar_day"]
         self._slot0 = seg_slot0
-        self.seg_stats = seg_stats  # (n_sets, n_segments, kernel_nb.N_STATS)
+        self.seg_stats = seg_stats  # (n_sets, n_segments, kernel_layout.N_STATS)
         self._coin_expo = coin_expo
         self._day_eq = day_eq
         self._chain_dd = chain_dd
         self._trades = trades  # trade buffers, one per kernel call
         self._trade_loc = trade_loc  # per set: (buffer, first row, rows)
+        self._events = events  # the kernel's event arrays (and fill statuses), one per call
+        self._event_loc = event_loc  # per set: (call, first event, end)
         self._equity: dict[int, pd.Series] = {}
         self._all: list[Metrics] | None = None
         self._daily: tuple[pd.DatetimeIndex, np.ndarray] | None = None
@@ -292,19 +306,19 @@ class SimResult:
             daily = self._segment_daily(p, g)
             days = self._days(b - a)
             v = st[g].tolist()
-            growth = v[kn.S_FINAL] / init
+            growth = v[L.S_FINAL] / init
             ann = float(mx.annualized(growth, days))
-            dd = v[kn.S_MAXDD]
-            n = int(v[kn.S_NTRADES])
+            dd = v[L.S_MAXDD]
+            n = int(v[L.S_NTRADES])
             out.append(Metrics(
                 total_return=growth - 1.0, annualized=ann, max_dd=dd,
                 sharpe=float(mx.sharpe(daily)[0]), sortino=float(mx.sortino(daily)[0]),
                 calmar=float(mx.calmar(ann, dd)), n_trades=n,
-                win_rate=v[kn.S_WINS] / n if n else float("nan"),
-                mean_r=v[kn.S_SUMR] / n if n else float("nan"),
-                hhi=v[kn.S_HHI], exposure=v[kn.S_EXPO] / max(v[kn.S_BARS], 1.0),
-                days=float(days), final_equity=v[kn.S_FINAL], fees=v[kn.S_FEES],
-                funding=v[kn.S_FUNDING],
+                win_rate=v[L.S_WINS] / n if n else float("nan"),
+                mean_r=v[L.S_SUMR] / n if n else float("nan"),
+                hhi=v[L.S_HHI], exposure=v[L.S_EXPO] / max(v[L.S_BARS], 1.0),
+                days=float(days), final_equity=v[L.S_FINAL], fees=v[L.S_FEES],
+                funding=v[L.S_FUNDING],
             ))
         return out
 
@@ -312,7 +326,7 @@ class SimResult:
         """Metrics of the chained segments of every set, vectorized over sets."""
         st = self.seg_stats
         init = self.config.initial_equity
-        growth_seg = st[:, :, kn.S_FINAL] / init
+        growth_seg = st[:, :, L.S_FINAL] / init
         growth = np.prod(growth_seg, axis=1)
         chain_start = np.cumprod(np.c_[np.ones(self.n_sets), growth_seg[:, :-1]], axis=1)
         days = self._days(float(sum(b - a for a, b in self.segments)))
@@ -320,16 +334,16 @@ class SimResult:
         dd = self._chain_dd
         _, daily = self._daily_all()
         sharpe, sortino, calmar = mx.sharpe(daily), mx.sortino(daily), mx.calmar(ann, dd)
-        n = st[:, :, kn.S_NTRADES].sum(axis=1)
-        wins = st[:, :, kn.S_WINS].sum(axis=1)
-        sum_r = st[:, :, kn.S_SUMR].sum(axis=1)
+        n = st[:, :, L.S_NTRADES].sum(axis=1)
+        wins = st[:, :, L.S_WINS].sum(axis=1)
+        sum_r = st[:, :, L.S_SUMR].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             win_rate = np.where(n > 0, wins / n, np.nan)
             mean_r = np.where(n > 0, sum_r / n, np.nan)
         hhi = mx.hhi(self._coin_expo)
-        expo = st[:, :, kn.S_EXPO].sum(axis=1) / np.maximum(st[:, :, kn.S_BARS].sum(axis=1), 1.0)
-        fees = (st[:, :, kn.S_FEES] * chain_start).sum(axis=1)
-        funding = (st[:, :, kn.S_FUNDING] * chain_start).sum(axis=1)
+        expo = st[:, :, L.S_EXPO].sum(axis=1) / np.maximum(st[:, :, L.S_BARS].sum(axis=1), 1.0)
+        fees = (st[:, :, L.S_FEES] * chain_start).sum(axis=1)
+        funding = (st[:, :, L.S_FUNDING] * chain_start).sum(axis=1)
         cols = [growth - 1.0, ann, dd, sharpe, sortino, calmar, n.astype(np.int64), win_rate, mean_r,
                 hhi, expo, np.full(self.n_sets, days), init * growth, fees, funding]
         return [Metrics(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
@@ -349,15 +363,16 @@ class SimResult:
         p = self._check_set(p)
         if p not in self._equity:
             eq = _run(self.market, [self.signals[p]], self.friction, self.config, self._segs,
-                      self._max_lev, record_trades=False, record_equity=True)["eq_out"][0]
-            growth = self.seg_stats[p, :, kn.S_FINAL] / self.config.initial_equity
+                      self._max_lev, record_trades=False, record_equity=True, mk=self._mk)["eq_out"][0]
+            growth = self.seg_stats[p, :, L.S_FINAL] / self.config.initial_equity
             scale = np.repeat(np.r_[1.0, np.cumprod(growth)[:-1]], self._segs[:, 1] - self._segs[:, 0])
             idx = np.concatenate([np.arange(a, b) for a, b in self.segments])
             self._equity[p] = pd.Series(eq * scale, index=self.market.index[idx], name="equity")
         return self._equity[p]
 
     def trades(self, p: int) -> pd.DataFrame:
-        """One row per closed position of set p (columns: TRADE_COLUMNS)."""
+        """One row per closed position of set p (columns: TRADE_COLUMNS), every fill included:
+        `exit_price` is the last fill's price; a partial take-profit is in the partial_* columns."""
         p = self._check_set(p)
         if self._trades is None or self._trade_loc is None:
             raise ConfigError("trades were not recorded: call simulate(..., record_trades=True)")
@@ -365,37 +380,82 @@ class SimResult:
         rows = self._trades[buf][first: first + n]
         sig = self.signals[p]
         m = self.market
-        coin = rows[:, kn.T_COIN].astype(np.int64)
-        sbar = rows[:, kn.T_SIGBAR].astype(np.int64)
-        ebar = rows[:, kn.T_ENTRYBAR].astype(np.int64)
-        xbar = rows[:, kn.T_EXITBAR].astype(np.int64)
+        coin = rows[:, L.T_COIN].astype(np.int64)
+        sbar = rows[:, L.T_SIGBAR].astype(np.int64)
+        ebar = rows[:, L.T_ENTRYBAR].astype(np.int64)
+        xbar = rows[:, L.T_EXITBAR].astype(np.int64)
+        pbar = rows[:, L.T_PART_BAR].astype(np.int64)
         step = pd.Timedelta(seconds=m.bar_seconds)
         entry_ts = m.index[ebar] + (step * 0 if self.friction.next_open else step)
-        exit_ts = m.index[xbar] + np.where(rows[:, kn.T_EXIT_AT_OPEN] > 0, 0, 1) * step
+        exit_ts = m.index[xbar] + np.where(rows[:, L.T_EXIT_AT_OPEN] > 0, 0, 1) * step
+        partial = rows[:, L.T_PARTIAL] > 0
+        partial_ts = pd.DatetimeIndex(np.where(partial, m.index[np.maximum(pbar, 0)].asi8, np.iinfo(np.int64).min)
+                                      .view("datetime64[ns]"), tz="UTC")
+        raw_notional = (rows[:, L.T_NOTIONAL] / (1.0 + rows[:, L.T_SIDE] * rows[:, L.T_ENTRY_SLIP])
+                        + np.where(partial, rows[:, L.T_PART_QTY] * rows[:, L.T_PART_PRICE]
+                                   / (1.0 - rows[:, L.T_SIDE] * np.nan_to_num(rows[:, L.T_PART_SLIP])), 0.0)
+                        + rows[:, L.T_EXIT_QTY] * rows[:, L.T_EXIT]
+                        / (1.0 - rows[:, L.T_SIDE] * rows[:, L.T_EXIT_SLIP]))
         coins = np.array(m.coins, dtype=object)
         df = pd.DataFrame({
             "strategy": sig.strategy,
             "coin": coins[coin] if len(coin) else np.array([], dtype=object),
-            "side": rows[:, kn.T_SIDE].astype(np.int8),
+            "side": rows[:, L.T_SIDE].astype(np.int8),
             "signal_bar": sbar, "entry_bar": ebar, "exit_bar": xbar,
             "entry_ts": entry_ts, "exit_ts": exit_ts,
-            "entry_price": rows[:, kn.T_ENTRY], "exit_price": rows[:, kn.T_EXIT],
-            "size": rows[:, kn.T_SIZE], "notional": rows[:, kn.T_NOTIONAL],
-            "stop_distance": rows[:, kn.T_STOP], "r_multiple": rows[:, kn.T_R],
-            "pnl": rows[:, kn.T_PNL], "fees": rows[:, kn.T_FEES], "funding": rows[:, kn.T_FUNDING],
-            "exit_reason": np.array(EXIT_REASONS, dtype=object)[rows[:, kn.T_REASON].astype(np.int64)],
-            "partial_taken": rows[:, kn.T_PARTIAL] > 0,
+            "entry_price": rows[:, L.T_ENTRY], "exit_price": rows[:, L.T_EXIT],
+            "size": rows[:, L.T_SIZE], "notional": rows[:, L.T_NOTIONAL],
+            "stop_distance": rows[:, L.T_STOP], "r_multiple": rows[:, L.T_R],
+            "pnl": rows[:, L.T_PNL], "fees": rows[:, L.T_FEES], "funding": rows[:, L.T_FUNDING],
+            "exit_reason": np.array(EXIT_REASONS, dtype=object)[rows[:, L.T_REASON].astype(np.int64)],
+            "partial_taken": partial,
             "session": np.array(SESSIONS, dtype=object)[sig.session[sbar, coin]],
             "regime": np.array(REGIMES, dtype=object)[sig.regime[sbar, coin]],
             "vol_bucket": np.array(VOL_BUCKETS, dtype=object)[sig.vol_bucket[sbar, coin]],
             "setup": sig.setup[sbar, coin],
-            "segment": rows[:, kn.T_SEG].astype(np.int64),
+            "segment": rows[:, L.T_SEG].astype(np.int64),
             "friction": self.friction.version,
+            "entry_fee": rows[:, L.T_ENTRY_FEE],
+            "entry_slippage_bps": rows[:, L.T_ENTRY_SLIP] * 1e4,
+            "partial_ts": partial_ts,
+            "partial_price": rows[:, L.T_PART_PRICE],
+            "partial_qty": rows[:, L.T_PART_QTY],
+            "partial_fee": rows[:, L.T_PART_FEE],
+            "partial_slippage_bps": rows[:, L.T_PART_SLIP] * 1e4,
+            "exit_qty": rows[:, L.T_EXIT_QTY],
+            "exit_fee": rows[:, L.T_EXIT_FEE],
+            "exit_slippage_bps": rows[:, L.T_EXIT_SLIP] * 1e4,
+            "slippage_bps": np.divide(rows[:, L.T_SLIPCOST] * 1e4, raw_notional,
+                                      out=np.zeros(len(rows)), where=raw_notional > 0),
+            "slippage_cost": rows[:, L.T_SLIPCOST],
+            "detail": rows[:, L.T_DETAIL] > 0,
         }, columns=list(TRADE_COLUMNS))
         return df
 
+    def fill_status(self, p: int) -> pd.DataFrame:
+        """Every signal of set p (a non-zero direction cell) and what became of it: `filled`, or
+        why not (kernel_layout.FILL_STATUS: no slot, gross cap, dedup, halt, kill, no price...)."""
+        p = self._check_set(p)
+        ev = self._events_of(p)
+        coins = np.array(self.market.coins, dtype=object)
+        return pd.DataFrame({
+            "signal_bar": ev["bar"], "coin": coins[ev["coin"]], "side": ev["side"],
+            "score": ev["score"],
+            "status": np.array(L.FILL_STATUS, dtype=object)[ev["status"].astype(np.int64)],
+        }, columns=list(FILL_COLUMNS))
 
-def _market_arrays(market: Market) -> dict[str, np.ndarray]:
+    def _events_of(self, p: int) -> dict[str, np.ndarray]:
+        part, a, b = self._event_loc[p]
+        ev = self._events[part]
+        return {"bar": ev["ev_bar"][a:b], "coin": ev["ev_coin"][a:b], "side": ev["direction"][a:b],
+                "score": ev["score"][a:b], "status": ev["ev_status"][a:b]}
+
+
+_NO_ARRAY = np.zeros((0, 0))
+
+
+def _market_arrays(market: Market, fr: Friction, costs, detail: Market | None) -> dict[str, np.ndarray]:
+    """The kernel's market inputs: prices, funding, friction v5's cost estimates, detail bars."""
     f64 = {n: np.ascontiguousarray(getattr(market, n), dtype=np.float64)
            for n in ("open", "high", "low", "close", "funding")}
     if np.isnan(f64["funding"]).any():
@@ -406,14 +466,64 @@ def _market_arrays(market: Market) -> dict[str, np.ndarray]:
         )
     f64["listed"] = np.ascontiguousarray(market.listed, dtype=np.bool_)
     f64["bar_day"] = market.ts_ns // NS_PER_DAY
+    f64["half_spread"] = f64["impact"] = _NO_ARRAY
+    if fr.costs is not None:
+        if costs is None:
+            costs = coin_costs_cached(market, fr.costs)
+        shape = (market.n_bars, market.n_coins)
+        for key, arr in (("half_spread", costs.half_spread), ("impact", costs.impact_coef)):
+            if arr.shape != shape:
+                raise ConfigError(f"costs.{key} has shape {arr.shape}, the market is {shape}: "
+                                  "estimate costs on the market you simulate")
+            f64[key] = np.ascontiguousarray(arr, dtype=np.float64)
+    f64.update(detail_arrays(market, detail))
     return f64
+
+
+def detail_arrays(market: Market, detail: Market | None) -> dict[str, np.ndarray]:
+    """Detail bars laid out for the kernel: row t * ratio + j is detail bar j of bar t, NaN where
+    the detail market has no such bar (or not that coin)."""
+    if detail is None:
+        return {"ratio": 0, "d_open": _NO_ARRAY, "d_high": _NO_ARRAY, "d_low": _NO_ARRAY,
+                "d_close": _NO_ARRAY}
+    base_s, sub_s = market.bar_seconds, detail.bar_seconds
+    if sub_s >= base_s or base_s % sub_s:
+        raise ConfigError(f"detail {detail.interval} must be a lower interval that divides the "
+                          f"bars' {market.interval}: use e.g. --detail 15m on 1h bars")
+    ratio = base_s // sub_s
+    n, k = market.n_bars, market.n_coins
+    out = {name: np.full((n * ratio, k), np.nan) for name in ("d_open", "d_high", "d_low", "d_close")}
+    rel = detail.ts_ns - (market.ts_ns[0] if n else 0)
+    ok = (rel >= 0) & (rel < n * base_s * 10**9)
+    rows = rel[ok] // (sub_s * 10**9)  # = t * ratio + j
+    for j_src, coin in enumerate(detail.coins):
+        if coin not in market.coins:
+            continue
+        j_dst = market.coins.index(coin)
+        for name, src in (("d_open", detail.open), ("d_high", detail.high), ("d_low", detail.low),
+                          ("d_close", detail.close)):
+            out[name][rows, j_dst] = src[ok, j_src]
+    out["ratio"] = ratio
+    return out
+
+
+_COSTS: dict[tuple[str, object], object] = {}
+
+
+def coin_costs_cached(market: Market, model) -> object:
+    """friction v5's cost estimates of a market, computed once per (contents, model)."""
+    key = (market.fingerprint, model)
+    if key not in _COSTS:
+        if len(_COSTS) >= 8:
+            _COSTS.pop(next(iter(_COSTS)))
+        _COSTS[key] = coin_costs(market, model)
+    return _COSTS[key]
 
 
 def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfig,
          segs: np.ndarray, max_lev: np.ndarray, record_trades: bool, record_equity: bool,
-         mk: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+         mk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """One kernel call over `sigs` (callers keep it within the chunk budget)."""
-    mk = mk or _market_arrays(market)
     prm = _params(config, fr)
     ev = _events(sigs, market)
     n = len(sigs)
@@ -422,12 +532,13 @@ def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfi
     slot0 = np.r_[0, np.cumsum(n_days)[:-1]].astype(np.int64)
     counts = np.diff(ev["ev_ptr"])
     caps = np.minimum(counts, TRADE_CAP) if record_trades else np.zeros(n, dtype=np.int64)
-    out: dict[str, np.ndarray] = {"slot0": slot0}
+    ev["ev_status"] = np.empty(len(ev["ev_bar"]), dtype=np.int8)
+    out: dict[str, np.ndarray] = {"slot0": slot0, "events": ev}
     while True:
         trade_ptr = np.r_[0, np.cumsum(caps)].astype(np.int64)
-        trades = np.empty((trade_ptr[-1], kn.N_TRADE_FIELDS))
+        trades = np.empty((trade_ptr[-1], L.N_TRADE_FIELDS))
         n_trades = np.zeros(n, dtype=np.int64)
-        seg_stats = np.zeros((n, len(segs), kn.N_STATS))
+        seg_stats = np.zeros((n, len(segs), L.N_STATS))
         coin_expo = np.zeros((n, market.n_coins))
         day_eq = np.full((n, int(n_days.sum())), np.nan)
         n_eq = int((segs[:, 1] - segs[:, 0]).sum()) if record_equity else 0
@@ -435,11 +546,12 @@ def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfi
         chain_dd = np.zeros(n)
         kn.simulate_nb(
             mk["open"], mk["high"], mk["low"], mk["close"], mk["funding"], mk["listed"], bar_day,
-            max_lev, segs[:, 0].copy(), segs[:, 1].copy(), slot0,
+            max_lev, mk["half_spread"], mk["impact"], mk["d_open"], mk["d_high"], mk["d_low"],
+            mk["d_close"], mk["ratio"], segs[:, 0].copy(), segs[:, 1].copy(), slot0,
             ev["ev_ptr"], ev["ev_bar"], ev["ev_coin"], ev["direction"], ev["stop"], ev["target"],
             ev["score"], ev["setup"], ev["hold"], ev["trail"], ev["ex_ptr"], ev["ex_bar"],
-            ev["ex_coin"], prm, trade_ptr, trades, n_trades, seg_stats, coin_expo, day_eq, eq_out,
-            chain_dd,
+            ev["ex_coin"], prm, ev["ev_status"], trade_ptr, trades, n_trades, seg_stats, coin_expo,
+            day_eq, eq_out, chain_dd,
         )
         if not record_trades or (n_trades <= caps).all():
             break
@@ -451,14 +563,17 @@ def _run(market: Market, sigs: Sequence[Signals], fr: Friction, config: SimConfi
     return out
 
 
-def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Friction | str = "v4",
+def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Friction | str = "v5",
              config: SimConfig = SimConfig(), segments: Sequence[tuple[int, int]] | None = None,
-             record_trades: bool = True, max_leverage_by_coin: np.ndarray | None = None) -> SimResult:
+             record_trades: bool = True, max_leverage_by_coin: np.ndarray | None = None,
+             detail: Market | None = None, costs=None) -> SimResult:
     """Simulate every Signals in `signals` as its own portfolio over `market`.
 
     All sets run in one parallel kernel call per chunk (chunks keep the stacked inputs and
     trade buffers near CHUNK_BYTES whatever the number of sets). `segments` are independent
     [start, stop) bar ranges, e.g. walk-forward test windows; the default is the whole market.
+    `detail` is a lower-interval market of the same coins for the intrabar walk; `costs`
+    overrides friction v5's cost estimates (a harness.costs.CoinCosts of this market).
     """
     sigs = [signals] if isinstance(signals, Signals) else list(signals)
     if not sigs:
@@ -478,9 +593,9 @@ def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Fri
             raise ConfigError(
                 f"max_leverage_by_coin must be {market.n_coins} positive numbers, one per coin"
             )
-    mk = _market_arrays(market)
+    mk = _market_arrays(market, fr, costs, detail)
     cells = market.n_bars * market.n_coins
-    per_set = 2 * cells + (TRADE_CAP * kn.N_TRADE_FIELDS * 8 if record_trades else 0) + 4096
+    per_set = 2 * cells + (TRADE_CAP * L.N_TRADE_FIELDS * 8 if record_trades else 0) + 4096
     chunk = max(1, CHUNK_BYTES // per_set)
     parts = [
         _run(market, sigs[i: i + chunk], fr, config, segs, max_lev, record_trades, False, mk)
@@ -497,8 +612,12 @@ def simulate(market: Market, signals: Sequence[Signals] | Signals, friction: Fri
             np.column_stack([np.full(len(q["n_trades"]), i), q["trade_first"], q["n_trades"]])
             for i, q in enumerate(parts)
         ])
+    events = [q["events"] for q in parts]
+    event_loc = np.concatenate([
+        np.column_stack([np.full(len(e["ev_ptr"]) - 1, i), e["ev_ptr"][:-1], e["ev_ptr"][1:]])
+        for i, e in enumerate(events)
+    ])
     return SimResult(
-        market, sigs, fr, config, segs, max_lev, mk["bar_day"], parts[0]["slot0"],
-        cat("seg_stats"), cat("coin_expo"), cat("day_eq"), cat("chain_dd"), trades, trade_loc,
+        market, sigs, fr, config, segs, max_lev, mk, parts[0]["slot0"], cat("seg_stats"),
+        cat("coin_expo"), cat("day_eq"), cat("chain_dd"), trades, trade_loc, events, event_loc,
     )
-

@@ -182,11 +182,13 @@ def build_market(candles: pd.DataFrame, funding: pd.DataFrame, interval: str, so
                  synthetic: bool = False) -> Market:
     """Align validated frames on the union UTC index at the interval step.
 
-    Prices are NaN and `listed` False where a coin has no bar. A funding record at hour H
-    belongs to the bar whose open <= H < open + interval, so 1h bars carry that hour's rate,
-    4h and 1d bars carry the sum of their hourly rates and only the 15m bar opening on the hour
-    carries it; 0 where unknown. Premium is the last record's in the bar, NaN where unknown.
-    Open interest is NaN: no history of it exists.
+    Prices are NaN and `listed` False where a coin has no bar. A funding record stamped H pays
+    for the hour that ends at H, so it belongs to the bar whose open < H <= close: 1h bars carry
+    the record stamped at their close, 4h and 1d bars the sum of the hourly records in
+    (open, close], and only the 15m bar closing on the hour carries one; 0 where unknown (the
+    kernel charges funding[t] at the close of t; a strategy deciding at that close knows it).
+    Premium is the last record's in the bar, NaN where unknown. Open interest is NaN: no history
+    of it exists.
     """
     step = INTERVALS[interval] * NS
     codes, names = pd.factorize(candles["coin"], sort=True)
@@ -209,7 +211,7 @@ def build_market(candles: pd.DataFrame, funding: pd.DataFrame, interval: str, so
     prem = np.full(n * k, np.nan)
     if len(funding):
         fcol = pd.Index(names).get_indexer(funding["coin"])
-        frow = (funding["ts"].array.as_unit("ns").asi8 - t0) // step
+        frow = (funding["ts"].array.as_unit("ns").asi8 - t0 - 1) // step  # open < H <= close
         ok = (fcol >= 0) & (frow >= 0) & (frow < n)
         fflat = frow[ok] * k + fcol[ok]
         fund = np.bincount(fflat, weights=funding["funding_rate"].to_numpy(np.float64)[ok],
