@@ -3,7 +3,8 @@
 A book is one (strategy, interval, params): one `generate` call per closed candle serves every
 bucket promoted with those params. The file is read with schemas.candidates (its JSON Schema and
 typed dataclasses) and refused, with a one-line reason, when it is invalid, comes from another
-harness, or was measured under another friction model than the v4 the executor trades.
+harness, or was measured under another friction model than the one the executor trades (the
+harness default, friction v5).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, HarnessError
-from harness.friction import V4
+from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import INTERVALS
 from schemas.candidates import Bucket, Candidates, load_candidates
 from strategies.base import RegisteredStrategy, get_strategy, make_params
 
-TRADED_FRICTION = V4
+TRADED_FRICTION = get_friction(DEFAULT_FRICTION)  # what the kernel mirrors: one home
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ def paper_command(
     poll_seconds: float = typer.Option(20.0, "--poll-seconds", min=0.1, help="hyperliquid: seconds "
                                        "between polls while a candle is due."),
     store: str = typer.Option("data", "--store", help="Local store (for --data embedded's cache)."),
+    detail: str = typer.Option(None, "--detail", help="replay: walk bars whose outcome depends on "
+                               "the order inside them through these lower-interval bars (15m, 5m, "
+                               "1m where the data has them), as `sweep run --detail` does."),
     results: Path = typer.Option(Path("results"), "--results", help="Results folder: the ledger "
                                  "is registered there for `python -m sweep sql` (paper_* views)."),
 ) -> None:
@@ -84,7 +87,7 @@ def paper_command(
         sim=sim_config(equity, risk_fraction, max_positions, max_leverage, daily_loss_halt,
                        kill_drawdown),
         warmup_bars=warmup_bars, kill_file=kill_file, base_url=base_url,
-        testnet=testnet, poll_seconds=poll_seconds, store=store, results=results,
+        testnet=testnet, poll_seconds=poll_seconds, store=store, results=results, detail=detail,
     )
     loop = Loop()
     with signals_installed(loop):

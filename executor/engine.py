@@ -36,20 +36,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from executor.books import Book, Loaded, bucket_key
+from executor.books import TRADED_FRICTION, Book, Loaded, bucket_key
 from executor.feeds import BarRows
 from executor.ledger import Ledger, LedgerError, iso, iso_many, parse
 from executor.risk import KillSwitch, bucket_kill, is_stale
 from executor.window import Window
 from harness import kernel_layout as L
 from harness.errors import ConfigError
-from harness.friction import V4
 from harness.manifest import harness_hash
 from harness.market import Market, interval_seconds
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.simulate import SimConfig, simulate
 
-FRICTION = V4
+FRICTION = TRADED_FRICTION
 SIDE_OF = {"long": 1, "short": -1}
 
 
@@ -67,6 +66,7 @@ class Settings:
     synthetic: bool
     harness: str
     friction: str = FRICTION.version
+    detail: str | None = None  # intrabar detail interval of a replay
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -91,6 +91,7 @@ class Session:
 @dataclass(frozen=True)
 class Outcome:
     trades: pd.DataFrame | None  # None: the fast path (flat, nothing pending) skipped the kernel
+    fills: pd.DataFrame | None  # the kernel's fill status of every accepted signal of the session
     equity: float
     killed: bool
     halts: int
@@ -107,8 +108,10 @@ def _f(v: Any) -> float:
 
 
 class Engine:
-    def __init__(self, ledger: Ledger, loaded: Loaded, settings: Settings, kill: KillSwitch) -> None:
+    def __init__(self, ledger: Ledger, loaded: Loaded, settings: Settings, kill: KillSwitch,
+                 detail: Market | None = None) -> None:
         self.ledger, self.settings, self.kill = ledger, settings, kill
+        self.detail = detail
         self.step = pd.Timedelta(seconds=interval_seconds(settings.interval))
         self.coins = settings.coins
         self.coin_idx = {c: i for i, c in enumerate(self.coins)}
@@ -140,7 +143,7 @@ class Engine:
     # ---- creating or resuming a ledger -------------------------------------------------------
     @classmethod
     def start(cls, ledger: Ledger, loaded: Loaded, settings: Settings, kill: KillSwitch,
-              history: Any = None) -> Engine:
+              history: Any = None, detail: Market | None = None) -> Engine:
         """Resume the ledger, or initialise it with `settings` and the warm-up `history()` rows.
 
         Refuses (one line) a ledger started with other settings: its past would not replay.
@@ -148,7 +151,7 @@ class Engine:
         stored = ledger.get("settings")
         if stored is not None:
             old = Settings.from_json(stored)
-            keys = ("interval", "sim", "feed", "harness", "friction") + (
+            keys = ("interval", "sim", "feed", "harness", "friction", "detail") + (
                 ("market_start", "first_bar") if settings.feed == "replay" else ())
             diffs = [k for k in keys if getattr(old, k) != getattr(settings, k)]
             if diffs:
@@ -172,7 +175,7 @@ class Engine:
                                    (iso(settings.first_bar), settings.sim.initial_equity))
                 ledger.event("start", f"new ledger: {settings.feed} {settings.interval} on "
                              f"{', '.join(settings.coins)}, first bar {iso(settings.first_bar)}")
-        engine = cls(ledger, loaded, settings, kill)
+        engine = cls(ledger, loaded, settings, kill, detail)
         if ledger.get("kill_pending") == "1":  # killed before the file could be written
             engine._write_kill_file()
         return engine
@@ -315,14 +318,15 @@ class Engine:
         if not n_open and (not pending or ts - self.step < self.session.start):
             # flat, nothing to fill: the kernel would only repeat the last equity
             eq = self.last_equity if ts > self.session.start else self.session.initial_equity
-            return Outcome(None, eq, killed, halts)
+            return Outcome(None, None, eq, killed, halts)
         sig = self._accepted(market, s_idx)
         cfg = replace(self.settings.sim, initial_equity=self.session.initial_equity)
-        res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)])
+        res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)],
+                       detail=self.detail)
         equity = res.equity(0)
         st = res.seg_stats[0, 0]
-        return Outcome(res.trades(0), float(equity.iloc[-2]), bool(st[L.S_KILLED] > 0),
-                       int(st[L.S_HALTS]))
+        return Outcome(res.trades(0), res.fill_status(0), float(equity.iloc[-2]),
+                       bool(st[L.S_KILLED] > 0), int(st[L.S_HALTS]))
 
     def _accepted(self, market: Market, s_idx: int) -> Signals:
         """The accepted decisions of this session as one Signals (highest score per cell)."""
@@ -391,7 +395,7 @@ class Engine:
                     led.con.execute("INSERT INTO funding (ts, position_id, coin, amount) VALUES (?, ?, ?, ?)",
                                     (iso(ts), pid, tr.coin, delta))
                 if tr.partial_taken and not partial_before:
-                    self._partial_fill(tr, pid, market, ts)
+                    self._partial_fill(tr, pid, ts)
                 if is_open:
                     seen_open.add(pid)
                     open_now[tr.coin] = (int(tr.side), book)
@@ -408,7 +412,7 @@ class Engine:
             if ids != seen_open:
                 raise LedgerError(f"{led.path}: the kernel and the ledger disagree on the open positions "
                                   f"at {iso(ts)}; was the ledger edited by hand?")
-        self._resolve_orders(ts, market)
+        self._resolve_orders(ts, out.fills)
         return open_now
 
     def _open_position(self, tr: Any, ts: pd.Timestamp) -> tuple[int, str]:
@@ -421,77 +425,58 @@ class Engine:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, 0.0)",
             (self.session.id, tr.coin, int(tr.side), book, strategy, bucket, signal_ts,
              iso(tr.entry_ts), float(tr.entry_price), float(tr.size), float(tr.notional),
-             float(tr.stop_distance), float(tr.notional) * FRICTION.fee_bps * 1e-4))
+             float(tr.stop_distance), float(tr.entry_fee)))
         pid = int(cur.lastrowid)
-        led.con.execute(
-            "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee) "
-            "VALUES (?, ?, ?, ?, ?, 'entry', 'signal', ?, ?, ?)",
-            (iso(tr.entry_ts), iso(ts), pid, tr.coin, int(tr.side), float(tr.size),
-             float(tr.entry_price), float(tr.notional) * FRICTION.fee_bps * 1e-4))
+        self._fill(iso(tr.entry_ts), ts, pid, tr.coin, int(tr.side), "entry", "signal", tr.size,
+                   tr.entry_price, tr.entry_fee, tr.entry_slippage_bps)
         led.con.execute("UPDATE orders SET status = 'filled', fill_ts = ?, position_id = ? "
                         "WHERE ts = ? AND coin = ? AND book = ?",
                         (iso(tr.entry_ts), pid, signal_ts, tr.coin, book))
         return pid, book
 
-    def _partial_fill(self, tr: Any, pid: int, market: Market, ts: pd.Timestamp) -> None:
-        """The partial take-profit of bar ts, at its level or at the open beyond it (v4)."""
-        side = int(tr.side)
-        part = float(tr.entry_price) + side * FRICTION.partial_r * float(tr.stop_distance)
-        o = market.open[self._row(ts), self.coin_idx[tr.coin]]
-        level = o if side * (o - part) >= 0 else part
-        price = level * (1.0 - side * FRICTION.slippage_bps * 1e-4)
-        qty = FRICTION.partial_frac * float(tr.size)
-        fee = qty * price * FRICTION.fee_bps * 1e-4
+    def _fill(self, when: str, ts: pd.Timestamp, pid: int, coin: str, side: int, kind: str,
+              reason: str, qty: Any, price: Any, fee: Any, slippage_bps: Any) -> None:
+        """One fill as the kernel booked it (price with slippage, fee, slippage paid)."""
         self.ledger.con.execute(
-            "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee) "
-            "VALUES (?, ?, ?, ?, ?, 'partial', 'partial', ?, ?, ?)",
-            (iso(ts), iso(ts), pid, tr.coin, -side, qty, price, fee))
-        self.ledger.con.execute("UPDATE positions SET fees = fees + ? WHERE id = ?", (fee, pid))
+            "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee, "
+            "slippage_bps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (when, iso(ts), pid, coin, side, kind, reason, float(qty), float(price), float(fee),
+             float(slippage_bps)))
+
+    def _partial_fill(self, tr: Any, pid: int, ts: pd.Timestamp) -> None:
+        self._fill(iso(tr.partial_ts), ts, pid, tr.coin, -int(tr.side), "partial", "partial",
+                   tr.partial_qty, tr.partial_price, tr.partial_fee, tr.partial_slippage_bps)
+        self.ledger.con.execute("UPDATE positions SET fees = fees + ? WHERE id = ?",
+                                (float(tr.partial_fee), pid))
 
     def _close_position(self, tr: Any, pid: int, ts: pd.Timestamp) -> None:
-        led = self.ledger
-        size = float(tr.size)
-        part = led.con.execute("SELECT qty, price FROM fills WHERE position_id = ? AND kind = 'partial'",
-                               (pid,)).fetchone()
-        pq, pp = (float(part[0]), float(part[1])) if part else (0.0, 0.0)
-        qty = size - pq
-        price = (float(tr.exit_price) * size - pq * pp) / qty if qty > 0 else float(tr.exit_price)
-        led.con.execute(
-            "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee) "
-            "VALUES (?, ?, ?, ?, ?, 'exit', ?, ?, ?, ?)",
-            (iso(tr.exit_ts), iso(ts), pid, tr.coin, -int(tr.side), tr.exit_reason, qty, price,
-             qty * price * FRICTION.fee_bps * 1e-4))
-        led.con.execute(
+        self._fill(iso(tr.exit_ts), ts, pid, tr.coin, -int(tr.side), "exit", tr.exit_reason,
+                   tr.exit_qty, tr.exit_price, tr.exit_fee, tr.exit_slippage_bps)
+        self.ledger.con.execute(
             "UPDATE positions SET status = 'closed', partial_taken = ?, fees = ?, funding = ?, "
             "unrealized = NULL, exit_ts = ?, exit_price = ?, exit_reason = ?, pnl = ?, r_multiple = ? "
             "WHERE id = ?",
             (int(tr.partial_taken), float(tr.fees), float(tr.funding), iso(tr.exit_ts),
              float(tr.exit_price), tr.exit_reason, float(tr.pnl), float(tr.r_multiple), pid))
 
-    def _resolve_orders(self, ts: pd.Timestamp, market: Market) -> None:
-        """Orders decided before this bar and not filled at its open: say why (from the ledger)."""
+    def _resolve_orders(self, ts: pd.Timestamp, fills: pd.DataFrame | None) -> None:
+        """Orders decided before this bar that did not fill at its open: the kernel says why."""
         led = self.ledger
-        rows = led.frame("SELECT id, ts, coin, side, book FROM orders WHERE status = 'pending' AND ts < ?",
+        rows = led.frame("SELECT id, ts, coin, book FROM orders WHERE status = 'pending' AND ts < ?",
                          (iso(ts),))
-        killed = led.get("killed_session") == str(self.session.id)
-        halt_day = led.get("daily_halt_day")
+        if not len(rows):
+            return
+        status = {}
+        if fills is not None:
+            at = self.settings.market_start + fills["signal_bar"].to_numpy() * self.step
+            status = dict(zip(zip(iso_many(at), fills["coin"], strict=True), fills["status"],
+                              strict=True))
         for r in map(_Row, rows.to_dict("records")):
-            fill = parse(r.ts) + self.step
-            t = self._row(fill)
-            if killed:
-                why = "kill_switch"
-            elif halt_day == fill.strftime("%Y-%m-%d"):
-                why = "daily_halt"
-            elif led.scalar("SELECT COUNT(*) FROM orders WHERE ts = ? AND coin = ? AND status = 'filled'",
-                            (r.ts, r.coin)):
-                why = "another book won the coin"
-            elif t >= market.n_bars or not np.isfinite(market.open[t, self.coin_idx[r.coin]]):
-                why = "no_price"
-            elif led.scalar("SELECT COUNT(*) FROM positions WHERE coin = ? AND side = ? AND entry_ts < ? "
-                            "AND (status = 'open' OR exit_ts > ?)", (r.coin, int(r.side), iso(fill), iso(fill))):
-                why = "position_open"
+            winner = self._winners.get((r.ts, r.coin)) if fills is not None else None
+            if winner is not None and winner[0] != r.book:
+                why = f"lost to book {winner[0]} (higher score on the coin)"
             else:
-                why = "risk_limits"  # max positions, gross leverage cap or setup de-duplication
+                why = status.get((r.ts, r.coin), "outside_session")
             led.con.execute("UPDATE orders SET status = 'unfilled', reason = ? WHERE id = ?", (why, int(r.id)))
 
     # ---- decisions ---------------------------------------------------------------------------
@@ -569,7 +554,8 @@ class Engine:
             for name in sig.array_names():
                 getattr(sig, name)[:n_real] = getattr(shadow, name)
             sig.direction[t:] = 0  # bar t's signals fill at t + 1: the next bar's run
-            res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)])
+            res = simulate(market, sig, FRICTION, cfg, segments=[(s_idx, n_real + 1)],
+                           detail=self.detail)
             trades = res.trades(0)
             is_open = (trades["exit_reason"] == "end_of_data") & (trades["exit_bar"] == n_real)
             self._shadow_open[book.id] = bool(is_open.any())
@@ -640,11 +626,11 @@ def _show(v: Any) -> str:
 
 def settings_for(loaded: Loaded, extra_coins: tuple[str, ...], market_start: pd.Timestamp,
                  first_bar: pd.Timestamp, sim: SimConfig, feed: str, source: str,
-                 synthetic: bool) -> Settings:
+                 synthetic: bool, detail: str | None = None) -> Settings:
     coins = tuple(sorted(set(loaded.coins) | set(extra_coins) | {"BTC"}))
     return Settings(interval=loaded.interval, coins=coins, market_start=market_start,
                     first_bar=first_bar, sim=sim, feed=feed, source=source, synthetic=synthetic,
-                    harness=harness_hash())
+                    harness=harness_hash(), detail=detail)
 
 
 def default_kill_file(ledger: Path) -> Path:

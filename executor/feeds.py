@@ -31,7 +31,8 @@ EXECUTOR_WEIGHT_PER_MINUTE = 200  # leaves the hourly `sweep data sync` most of 
 class BarRows:
     ts: pd.Timestamp  # bar open
     candles: pd.DataFrame  # coin, ts, open, high, low, close, volume
-    funding: pd.DataFrame  # coin, ts (hour), funding_rate, premium: the records of this bar
+    funding: pd.DataFrame  # coin, ts (hour), funding_rate, premium: the records stamped in
+    # (open, close] of this bar (a record stamped H pays for the hour ending at H)
     now: pd.Timestamp  # the feed's clock when it handed the bar over
 
 
@@ -176,7 +177,7 @@ class HyperliquidFeed:
         for coin in self.coins:
             frame, _ = self.client.candles(coin, self.interval, s, now)
             candles.append(frame[frame["ts"] < end])
-            funding.append(self.client.funding(coin, s, e - 1))
+            funding.append(self.client.funding(coin, s + 1, e))  # (start, end]: the bars' records
         return (_valid_candles(pd.concat(candles, ignore_index=True), self.interval, self.url),
                 _valid_funding(pd.concat(funding, ignore_index=True), self.url))
 
@@ -193,7 +194,7 @@ class HyperliquidFeed:
                     p.candles[(coin, t)] = tuple(row)
                 p.candle_cursor[coin] = max(p.candle_cursor.get(coin, 0), t + self.step_ms)
         for coin in self.coins:
-            start = p.funding_cursor.get(coin, after_ms + self.step_ms)
+            start = p.funding_cursor.get(coin, after_ms + self.step_ms + 1)
             raw = self.client.funding(coin, start, now)
             for row in _valid_funding(raw, self.url).itertuples(index=False):  # ts on the hour
                 p.funding[(coin, _ms(row.ts))] = tuple(row)
@@ -203,8 +204,10 @@ class HyperliquidFeed:
     def _ready(self, after_ms: int, now: int) -> list[int]:
         out, t = [], after_ms + self.step_ms
         latest = {c: max((k[1] for k in self.pending.candles if k[0] == c), default=-1) for c in self.coins}
-        while t + self.step_ms <= now:
-            complete = all((c, t) in self.pending.candles or latest[c] > t for c in self.coins)
+        paid = {c: max((k[1] for k in self.pending.funding if k[0] == c), default=-1) for c in self.coins}
+        while t + self.step_ms <= now:  # a bar is complete with its candles and its closing record
+            complete = all(((c, t) in self.pending.candles or latest[c] > t)
+                           and paid[c] >= t + self.step_ms for c in self.coins)
             if not complete and now < t + self.step_ms + self.grace_ms:
                 break
             out.append(t)
@@ -214,7 +217,7 @@ class HyperliquidFeed:
     def _bar(self, t: int, now: pd.Timestamp) -> BarRows:
         p = self.pending
         crows = [p.candles.pop((c, t)) for c in self.coins if (c, t) in p.candles]
-        keys = sorted(k for k in p.funding if t <= k[1] < t + self.step_ms)
+        keys = sorted(k for k in p.funding if t < k[1] <= t + self.step_ms)
         frows = [p.funding.pop(k) for k in keys]
         candles = pd.DataFrame(crows, columns=list(CANDLE_COLS)) if crows else empty_candles()
         funding = pd.DataFrame(frows, columns=list(FUNDING_COLS)) if frows else empty_funding()
@@ -224,7 +227,7 @@ class HyperliquidFeed:
         p = self.pending
         for k in [k for k in p.candles if k[1] <= after_ms]:
             del p.candles[k]
-        for k in [k for k in p.funding if k[1] < after_ms + self.step_ms]:
+        for k in [k for k in p.funding if k[1] <= after_ms + self.step_ms]:
             del p.funding[k]
 
     def ticks(self, after: pd.Timestamp | None) -> Iterator[Tick]:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1 (0 is an empty file).
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -78,6 +78,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             r_multiple REAL NOT NULL, pnl REAL NOT NULL, fees REAL NOT NULL, funding REAL NOT NULL,
             exit_reason TEXT NOT NULL, friction TEXT NOT NULL,
             PRIMARY KEY (strategy, coin, entry_ts, side))""",
+    ),
+    (  # v3 (harness v2): the slippage each fill paid, as the kernel booked it
+        "ALTER TABLE fills ADD COLUMN slippage_bps REAL",
     ),
 )
 TABLES = ("meta", "candles", "funding_rates", "sessions", "bars", "decisions", "orders",

@@ -28,6 +28,7 @@ from executor.risk import KillSwitch, is_stale
 from harness.errors import ConfigError, HarnessError
 from harness.market import interval_seconds
 from harness.simulate import SimConfig
+from harness.sources import load_market
 from schemas.ledgers import register_ledger
 
 
@@ -50,6 +51,7 @@ class PaperOptions:
     poll_seconds: float = 20.0
     store: str = "data"
     results: Path | None = Path("results")
+    detail: str | None = None  # replay: intrabar detail bars (e.g. 15m), as in the backtest
 
 
 @dataclass
@@ -79,19 +81,30 @@ def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
         raise ConfigError(f"--warmup-bars must be >= 1, got {opts.warmup_bars}")
     if opts.feed == "replay" and not (opts.data and opts.start and opts.end):
         raise ConfigError("--feed replay needs --data PATH (or 'embedded'), --start DATE and --end DATE")
+    if opts.detail is not None:
+        if opts.feed != "replay":
+            raise ConfigError("--detail works with --feed replay only: the live feed polls "
+                              f"{loaded.interval} candles; drop --detail")
+        sub, base = interval_seconds(opts.detail), interval_seconds(loaded.interval)
+        if sub >= base or base % sub:
+            raise ConfigError(f"--detail {opts.detail} must be a lower interval that divides "
+                              f"{loaded.interval}: use e.g. --detail 15m on 1h bars")
     ledger = Ledger.open(opts.ledger)
     try:
         stored = Settings.from_json(ledger.get("settings")) if ledger.get("settings") else None
         coins = stored.coins if stored else tuple(
             sorted(set(loaded.coins) | set(opts.coins) | {"BTC"}))
         kw = {} if sleep is None else {"sleep": sleep}
-        history = None
+        history = detail = None
         if opts.feed == "replay":
             feed = ReplayFeed(opts.data, loaded.interval, coins, opts.start, opts.end, opts.warmup_bars,
                               opts.speed, store=opts.store,
                               market_start=stored.market_start if stored else None, **kw)
             market_start, first_bar = feed.market.index[0], feed.first_bar
             history = feed.history
+            if opts.detail is not None:
+                detail = load_market(opts.data, opts.detail, list(coins), start=market_start,
+                                     end=opts.end, store=opts.store)
         else:
             feed = HyperliquidFeed(loaded.interval, coins, opts.base_url, opts.testnet,
                                    opts.poll_seconds, now_ms=now_ms, **kw, **feed_kw)
@@ -106,9 +119,9 @@ def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
                 def history():
                     return feed.history(market_start, first_bar)
         settings = settings_for(loaded, coins, market_start, first_bar, opts.sim, opts.feed,
-                                feed.source, feed.synthetic)
+                                feed.source, feed.synthetic, opts.detail)
         kill = KillSwitch(opts.kill_file or default_kill_file(opts.ledger))
-        engine = Engine.start(ledger, loaded, settings, kill, history)
+        engine = Engine.start(ledger, loaded, settings, kill, history, detail)
     except BaseException:
         ledger.close()
         raise

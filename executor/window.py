@@ -73,8 +73,8 @@ def market_rows(market: Market, t: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         **{c: getattr(market, c)[t, listed] for c in CANDLE_COLS[2:]},
     })
     has = np.flatnonzero((market.funding[t] != 0) | np.isfinite(market.premium[t]))
-    funding = pd.DataFrame({
-        "coin": coins[has], "ts": stamps(len(has)),
+    funding = pd.DataFrame({  # stamped at the bar's close: a record pays the hour ending there
+        "coin": coins[has], "ts": stamps(len(has)) + pd.Timedelta(seconds=market.bar_seconds),
         "funding_rate": market.funding[t, has], "premium": market.premium[t, has],
     })
     return candles, funding
@@ -110,7 +110,8 @@ class Window:
         if not len(candles) and not len(funding):
             return
         step = pd.Timedelta(self.step)
-        stamps = [x for x in (candles["ts"], funding["ts"]) if len(x)]
+        # the bar of a funding record stamped H is the one with open < H <= close
+        stamps = [x for x in (candles["ts"], funding["ts"] - pd.Timedelta(1)) if len(x)]
         first = pd.Timestamp(bar if bar is not None else min(x.min() for x in stamps)).floor(step)
         last = pd.Timestamp(bar if bar is not None else max(x.max() for x in stamps)).floor(step)
         n = len(self.coins)

@@ -4,4 +4,4 @@ It imports nothing from strategies, sweep or executor. Editing any file here req
 regenerating the manifest (`make manifest`) and bumps the harness hash on every results row.
 """
 
-HARNESS_VERSION = "1.0.0"
+HARNESS_VERSION = "2.0.0"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness.errors import ConfigError, HarnessError, LockboxError
 from harness.folds import FoldPlan, Folds, Range
-from harness.friction import FEE_STRESS, get_friction
+from harness.friction import DEFAULT_FRICTION, FEE_STRESS, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from harness.metrics import Metrics, raw_score, score
@@ -57,24 +57,28 @@ class Evaluation:
 
 
 def evaluate(strategy: Strategy | Sequence[Member], params: Any = None, market: Market | None = None,
-             friction: str = "v4", folds: Folds = Folds(), config: SimConfig = SimConfig(),
-             mode: Mode = "live", lockbox: bool = False, record_trades: bool = True) -> Evaluation:
+             friction: str = DEFAULT_FRICTION, folds: Folds = Folds(), config: SimConfig = SimConfig(),
+             mode: Mode = "live", lockbox: bool = False, record_trades: bool = True,
+             detail: Market | None = None) -> Evaluation:
     """Score one strategy (with `params`, None for its defaults) or an ensemble.
 
     An ensemble is a sequence of (strategy, params) pairs run as one portfolio: at each bar and
     coin the highest score wins (ties: the earlier member), each trade keeps the member that won,
     and v3+ de-duplication makes one setup fired by several members one trade. `lockbox=True`
     (promotion only) fits on the bars before the lockbox and evaluates the lockbox alone.
+    `detail` (a lower-interval market of the same coins) turns on the intrabar walk.
     """
     members = _members(strategy, params)
-    return _evaluate_sets([members], market, friction, folds, config, mode, lockbox, record_trades)[0]
+    return _evaluate_sets([members], market, friction, folds, config, mode, lockbox, record_trades,
+                          detail)[0]
 
 
 def evaluate_batch(strategy: Strategy, params_list: Sequence[Any], market: Market | None = None,
-                   friction: str = "v4", folds: Folds = Folds(), config: SimConfig = SimConfig(),
-                   mode: Mode = "live", lockbox: bool = False, record_trades: bool = True,
-                   chunk_size: int | None = None,
-                   progress: Callable[[int], None] | None = None) -> list[Evaluation]:
+                   friction: str = DEFAULT_FRICTION, folds: Folds = Folds(),
+                   config: SimConfig = SimConfig(), mode: Mode = "live", lockbox: bool = False,
+                   record_trades: bool = True, chunk_size: int | None = None,
+                   progress: Callable[[int], None] | None = None,
+                   detail: Market | None = None) -> list[Evaluation]:
     """`evaluate` for many parameter sets of one strategy, one kernel call per chunk.
 
     Results equal calling `evaluate` one set at a time. `chunk_size` None sizes chunks so the
@@ -94,7 +98,7 @@ def evaluate_batch(strategy: Strategy, params_list: Sequence[Any], market: Marke
     out: list[Evaluation] = []
     for i in range(0, len(sets), chunk_size):
         out += _evaluate_sets(sets[i:i + chunk_size], market, friction, folds, config, mode,
-                              lockbox, record_trades)
+                              lockbox, record_trades, detail)
         if progress is not None:
             progress(len(out))
     return out
@@ -215,7 +219,7 @@ def _set_signals(members: list[Member], view: Market, windows, mode: Mode,
 
 def _evaluate_sets(sets: list[list[Member]], market: Market | None, friction: str, folds: Folds,
                    config: SimConfig, mode: Mode, lockbox: bool, record_trades: bool,
-                   ) -> list[Evaluation]:
+                   detail: Market | None = None) -> list[Evaluation]:
     if market is None or not isinstance(market, Market):
         raise ConfigError(f"evaluate needs market=<harness.market.Market>, got {type(market).__name__}")
     if lockbox is not True and lockbox is not False:
@@ -237,9 +241,9 @@ def _evaluate_sets(sets: list[list[Member]], market: Market | None, friction: st
     built = [_set_signals(m, view, windows, mode) for m in sets]
     signals = [s for s, _ in built]
     base = simulate(view, signals, friction=base_f, config=config, segments=segments,
-                    record_trades=record_trades)
+                    record_trades=record_trades, detail=detail)
     stress = simulate(view, signals, friction=stress_f, config=config, segments=segments,
-                      record_trades=False)
+                      record_trades=False, detail=detail)
 
     h, fp = harness_hash(), market.fingerprint
     out = []

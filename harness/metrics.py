@@ -46,6 +46,11 @@ class Metrics:
     final_equity: float
     fees: float
     funding: float
+    slippage: float = 0.0  # paid, in account currency
+    liquidations: int = 0  # market and backstop liquidations
+    detail_bars: int = 0  # position-bars decided by the intrabar detail walk
+    detail_missing: int = 0  # bars that needed the walk but lacked detail bars (adverse first)
+    slip_fallbacks: int = 0  # v5 fills at the flat rate: the coin's cost estimate was unknown
 
 
 def dampener(max_dd: float) -> float:

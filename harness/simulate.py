@@ -318,7 +318,9 @@ class SimResult:
                 mean_r=v[L.S_SUMR] / n if n else float("nan"),
                 hhi=v[L.S_HHI], exposure=v[L.S_EXPO] / max(v[L.S_BARS], 1.0),
                 days=float(days), final_equity=v[L.S_FINAL], fees=v[L.S_FEES],
-                funding=v[L.S_FUNDING],
+                funding=v[L.S_FUNDING], slippage=v[L.S_SLIPCOST], liquidations=int(v[L.S_NLIQ]),
+                detail_bars=int(v[L.S_DETAIL]), detail_missing=int(v[L.S_DETAIL_MISSING]),
+                slip_fallbacks=int(v[L.S_SLIP_FALLBACK]),
             ))
         return out
 
@@ -344,8 +346,11 @@ class SimResult:
         expo = st[:, :, L.S_EXPO].sum(axis=1) / np.maximum(st[:, :, L.S_BARS].sum(axis=1), 1.0)
         fees = (st[:, :, L.S_FEES] * chain_start).sum(axis=1)
         funding = (st[:, :, L.S_FUNDING] * chain_start).sum(axis=1)
+        slippage = (st[:, :, L.S_SLIPCOST] * chain_start).sum(axis=1)
+        counts = [st[:, :, f].sum(axis=1).astype(np.int64)
+                  for f in (L.S_NLIQ, L.S_DETAIL, L.S_DETAIL_MISSING, L.S_SLIP_FALLBACK)]
         cols = [growth - 1.0, ann, dd, sharpe, sortino, calmar, n.astype(np.int64), win_rate, mean_r,
-                hhi, expo, np.full(self.n_sets, days), init * growth, fees, funding]
+                hhi, expo, np.full(self.n_sets, days), init * growth, fees, funding, slippage, *counts]
         return [Metrics(*row) for row in zip(*(c.tolist() for c in cols), strict=True)]
 
     def metrics(self, p: int) -> Metrics:
@@ -389,7 +394,7 @@ class SimResult:
         entry_ts = m.index[ebar] + (step * 0 if self.friction.next_open else step)
         exit_ts = m.index[xbar] + np.where(rows[:, L.T_EXIT_AT_OPEN] > 0, 0, 1) * step
         partial = rows[:, L.T_PARTIAL] > 0
-        partial_ts = pd.DatetimeIndex(np.where(partial, m.index[np.maximum(pbar, 0)].asi8, np.iinfo(np.int64).min)
+        partial_ts = pd.DatetimeIndex(np.where(partial, m.ts_ns[np.maximum(pbar, 0)], np.iinfo(np.int64).min)
                                       .view("datetime64[ns]"), tz="UTC")
         raw_notional = (rows[:, L.T_NOTIONAL] / (1.0 + rows[:, L.T_SIDE] * rows[:, L.T_ENTRY_SLIP])
                         + np.where(partial, rows[:, L.T_PART_QTY] * rows[:, L.T_PART_PRICE]

@@ -3,9 +3,12 @@
 Both sides are configured to the same semantics (vectorbt 1.2, vectorbt/portfolio/nb.py):
 - A signal at the close of t fills at the open of t+1: vectorbt gets the signal arrays shifted
   by one bar and `price=open`.
-- The fill bar's own range is not checked for stops on either side: in
-  `simulate_from_signal_func_nb` the stop block of bar i runs before the bar's order and only
-  for a stop armed by an earlier fill (`sl_init_i` is set when the order fills).
+- The fill bar: ours checks its range (the open is the fill, the rest of the bar comes after
+  it); vectorbt cannot be configured to: in `simulate_from_signal_func_nb` the stop block of
+  bar i runs before the bar's order and only for a stop armed by an earlier fill (`sl_init_i`
+  is set when the order fills). So the "stops" signals leave out every entry whose fill bar
+  reaches its stop or target; the fill-bar rule itself is pinned by hand-computed cases in
+  test_kernel_cases.py (stop inside the fill bar, hold = 1).
 - Stops: ours is a price distance from the fill price; vectorbt's is a fraction of its
   `stop_entry_price`, set to FillPrice, so sl_stop = stop / fill and tp_stop = target * stop /
   fill. A bar opening beyond the stop fills at the open on both sides (`get_stop_price_nb`
@@ -81,6 +84,12 @@ def _signals(m: Market, side: int, mode: str) -> Signals:
     sig.direction[entry, 0] = side
     sig.score[entry, 0] = 1.0
     if mode == "stops":
+        t = np.flatnonzero(entry)
+        fill = m.open[t + 1, 0] * (1 + side * SLIP)
+        stop, target = fill - side * 2.0 * atr[t], fill + side * 6.0 * atr[t]
+        lo, hi = m.low[t + 1, 0], m.high[t + 1, 0]
+        reach = (lo <= stop) | (hi >= target) if side > 0 else (hi >= stop) | (lo <= target)
+        sig.direction[t[reach], 0] = 0  # the fill bar would decide it: vectorbt cannot say
         sig.stop[entry, 0] = 2.0 * atr[entry]
         sig.target[entry, 0] = 3.0
     else:
