@@ -1,4 +1,4 @@
-"""`python -m sweep data sync | import | info`: record, import and inspect market data.
+"""`python -m sweep data sync | import | info | costs`: record, import and inspect market data.
 
 Also `describe_market(market)`: a one-row-per-coin summary table of any Market (labelled
 SYNTHETIC for the embedded default), for commands that want to show what they run on.
@@ -6,18 +6,23 @@ SYNTHETIC for the embedded default), for commands that want to show what they ru
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from harness import hl_sync
+from harness.costs import BPS, ESTIMATORS, CostModel, coin_costs, slippage
+from harness.errors import ConfigError, DataError
+from harness.friction import V5
 from harness.market import INTERVALS, Market
-from harness.sources import Frames, load_frames
+from harness.sources import Frames, load_frames, load_market
 from harness.store import import_dataset
 
 HOURS_PER_YEAR = 365 * 24
@@ -143,6 +148,101 @@ def info_command(
     _console().print(coverage_table(frames))
 
 
+def _usd(x: float) -> str:
+    if not np.isfinite(x):
+        return "-"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"${x / scale:.3g}{unit}"
+    return f"${x:.0f}"
+
+
+def _bps(x: float) -> str:
+    return "-" if not np.isfinite(x) else f"{x / BPS:.1f}"
+
+
+def costs_table(market: Market, row: int, notionals: list[float], model: CostModel) -> Table:
+    """One row per coin: friction v5's spread, volatility, ADV and slippage at `row`,
+    cheapest first (at the first notional); coins on the flat fallback last."""
+    costs = coin_costs(market, model)
+    fallback_bps = V5.slippage_bps
+    shown = []
+    for j, coin in enumerate(market.coins):
+        slips = [slippage(costs, row, j, q, model, fallback_bps) for q in notionals]
+        known = bool(costs.known[row, j])
+        shown.append((not known, slips[0] if known else 0.0, coin, j, slips))
+    shown.sort(key=lambda r: r[:3])
+    closes = market.index[row] + pd.Timedelta(seconds=market.bar_seconds)
+    table = Table(title=f"{market.label}: friction v5 slippage per coin at the close of the "
+                  f"{market.interval} bar opening {_ts(market.index[row])} (daily bars closed "
+                  f"by {_ts(closes)})")
+    cols = [("coin", "left"), ("spread bps", "right"), ("half spread bps", "right"),
+            ("sigma_d", "right"), ("ADV", "right")]
+    cols += [(f"slippage @ {_usd(q)} bps", "right") for q in notionals] + [("note", "left")]
+    for col, just in cols:
+        table.add_column(col, justify=just)
+    fallback = 0
+    for unknown, _, coin, j, slips in shown:
+        half, sigma = costs.half_spread[row, j], costs.sigma_d[row, j]
+        if unknown:
+            fallback += 1
+            note = f"fallback: < {model.min_days} days"
+        else:
+            note = ", ".join(sorted({"cap" for s in slips if s >= model.cap_bps * BPS}
+                                    | {"floor" for s in slips if s <= model.floor_bps * BPS}))
+        table.add_row(coin, _bps(2 * half), _bps(half),
+                      "-" if not np.isfinite(sigma) else f"{100 * sigma:.2f}%",
+                      _usd(costs.adv[row, j]), *(_bps(s) for s in slips), note)
+    spread = ("half a price tick" if model.estimator == "tick" else
+               f"half spread ({model.estimator}, daily bars, trailing {model.window_days} days)")
+    table.caption = (f"{market.n_coins} coins, {fallback} on the flat {fallback_bps:g} bps "
+                     f"fallback (fewer than {model.min_days} complete days). slippage = "
+                     f"{spread} + {model.impact_k:g} x sigma_d x "
+                     f"sqrt(notional / ADV), floor {model.floor_bps:g} bps, cap "
+                     f"{model.cap_bps:g} bps")
+    return table
+
+
+def costs_command(
+    data: str | None = typer.Option(None, "--data", help="Dataset folder (like "
+                                    "../shared/data/hyperliquid), store root, candles parquet "
+                                    "file, or 'embedded'. Default: ./data, else the embedded "
+                                    "synthetic market."),
+    interval: str = typer.Option("1h", "--interval", help=f"Bar interval the costs are "
+                                 f"computed on: {', '.join(INTERVALS)}."),
+    coins: str | None = typer.Option(None, "--coins", help="Comma-separated coins (default: all)."),
+    at: str | None = typer.Option(None, "--at", help="UTC time: the bar opening at or before it "
+                                  "(default: the last bar)."),
+    notional: list[float] = typer.Option([10_000.0, 100_000.0], "--notional",
+                                         help="Order size in USD; repeat for several."),
+    estimator: str = typer.Option("tick", "--estimator",
+                                  help=f"Spread estimator: {', '.join(ESTIMATORS)} (friction v5 "
+                                  "uses tick; the OHLC estimators are shown for comparison)."),
+) -> None:
+    """Friction v5 per coin: estimated spread, daily volatility, ADV and slippage in bps."""
+    if any(not (q > 0) for q in notional):
+        raise ConfigError(f"--notional {min(notional):g}: each order size must be a positive "
+                          "USD amount, e.g. --notional 10000")
+    model = dataclasses.replace(V5.costs, estimator=estimator)
+    names = [c.strip() for c in coins.split(",") if c.strip()] if coins else None
+    with Console(stderr=True).status("loading the data and estimating costs"):
+        market = load_market(data, interval=interval, coins=names)
+        row = market.n_bars - 1
+        if at is not None:
+            try:
+                ts = pd.Timestamp(at)
+            except ValueError:
+                raise DataError(f"--at {at!r} is not a time; use e.g. 2025-03-01 or "
+                                "2025-03-01T12:00Z") from None
+            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            row = int(market.index.searchsorted(ts, side="right")) - 1
+            if row < 0:
+                raise DataError(f"--at {at}: before the first bar ({_ts(market.index[0])}); "
+                                "pick a later time")
+        table = costs_table(market, row, notional, model)
+    _console().print(table)
+
+
 def describe_market(market: Market) -> Table:
     """A per-coin summary of a Market: span, bars, gaps, last close, return, vol, funding."""
     per_year = HOURS_PER_YEAR * 3600 / market.bar_seconds
@@ -172,9 +272,10 @@ def describe_market(market: Market) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    data = typer.Typer(name="data", help="Record (sync), import and inspect market data.",
+    data = typer.Typer(name="data", help="Record (sync), import and inspect market data; per-coin costs.",
                        no_args_is_help=True)
     data.command("sync")(sync_command)
     data.command("import")(import_command)
     data.command("info")(info_command)
+    data.command("costs")(costs_command)
     app.add_typer(data, name="data")

@@ -46,7 +46,7 @@ def test_dataset_market_matches_pandas_pivot(tmp_path):
         np.testing.assert_array_equal(getattr(m, col), expect)  # NaN where no bar: never filled
     np.testing.assert_array_equal(m.listed, pivot(c, "close").reindex(full)[list(m.coins)].notna())
     assert not m.listed[20, 0] and not m.listed[65, 1] and not m.listed[5, 2]
-    f_hour = f.assign(ts=f.ts.dt.floor("h"))
+    f_hour = f.assign(ts=f.ts.dt.floor("h") - pd.Timedelta(hours=1))  # stamped H: the bar ending at H
     np.testing.assert_allclose(m.funding, pivot(f_hour, "funding_rate").reindex(full).fillna(0.0)
                                [list(m.coins)].to_numpy())
     np.testing.assert_allclose(m.premium, pivot(f_hour, "premium").reindex(full)[list(m.coins)])
