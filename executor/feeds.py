@@ -24,6 +24,7 @@ from harness.market import interval_seconds
 from harness.sources import load_market
 from harness.validate import validate_candles, validate_funding
 
+HOUR_MS = 3_600_000
 EXECUTOR_WEIGHT_PER_MINUTE = 200  # leaves the hourly `sweep data sync` most of the 1,200
 
 
@@ -177,7 +178,8 @@ class HyperliquidFeed:
         for coin in self.coins:
             frame, _ = self.client.candles(coin, self.interval, s, now)
             candles.append(frame[frame["ts"] < end])
-            funding.append(self.client.funding(coin, s + 1, e))  # (start, end]: the bars' records
+            # the bars' records: stamped (floored to the hour) in (start, end]; times carry ms jitter
+            funding.append(self.client.funding(coin, s + HOUR_MS, e + HOUR_MS - 1))
         return (_valid_candles(pd.concat(candles, ignore_index=True), self.interval, self.url),
                 _valid_funding(pd.concat(funding, ignore_index=True), self.url))
 

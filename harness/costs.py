@@ -129,7 +129,7 @@ def corwin_schultz_s(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np
 
 def _windows(x: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     """The trailing `w` rows of every row as (n, n_coins, w), NaN set to 0, and its mask."""
-    pad = np.full((w - 1,) + x.shape[1:], np.nan)
+    pad = np.full((w,) + x.shape[1:], np.nan)[: max(w - 1, w - x.shape[0])]
     win = sliding_window_view(np.concatenate([pad, x]), w, axis=0)
     ok = np.isfinite(win)
     return np.where(ok, win, 0.0), ok
@@ -182,6 +182,9 @@ def daily_costs(day: Market, model: CostModel) -> tuple[np.ndarray, ...]:
 def coin_costs(market: Market, model: CostModel = CostModel()) -> CoinCosts:
     """Friction v5's per-bar, per-coin cost inputs for any 15m/1h/4h/1d market (see module doc)."""
     day = resample(market, "1d")
+    if day.n_bars == 0:  # not one whole day yet: nothing is known
+        nan = np.full((market.n_bars, market.n_coins), np.nan)
+        return CoinCosts(half_spread=nan, impact_coef=nan, sigma_d=nan, adv=nan)
     half, sigma, adv = (np.ascontiguousarray(align_to_base(v, day, market))
                         for v in daily_costs(day, model))
     if model.estimator == "tick":  # known where the trailing month is (with sigma and ADV)

@@ -110,6 +110,7 @@ RUNS = register_table("runs", (
     ("n_coins", "int", "coins in the market"),
     ("n_bars", "int", "bars in the market (lockbox included)"),
     ("folds", "json", "walk-forward configuration (harness.folds.Folds)"),
+    ("detail", "str", "intrabar detail interval (--detail), empty: adverse first everywhere"),
     ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
     ("jobs", "int", "worker processes"),
     ("storage", "str", "Optuna storage URL, password masked"),

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from harness.errors import ConfigError
+from harness.friction import DEFAULT_FRICTION
 from sweep import results
 
 out = Console(highlight=False, soft_wrap=False)
@@ -29,10 +30,14 @@ ResultsOpt = typer.Option(results.DEFAULT_RESULTS, "--results", help="Results fo
                           "tables, results.duckdb, Optuna journals).")
 IntervalOpt = typer.Option(None, "--interval", help="Bar interval; default: the strategy's own.")
 CoinsOpt = typer.Option(None, "--coins", help="Comma-separated coins (default: all).")
-FrictionOpt = typer.Option("v4", "--friction", help="Friction model: legacy, v2, v3, v4.")
+FrictionOpt = typer.Option(DEFAULT_FRICTION, "--friction",
+                           help="Friction model: legacy, v2, v3, v4, v5 (per-coin slippage).")
 FoldsOpt = typer.Option(4, "--folds", min=1, help="Walk-forward folds.")
 SeedOpt = typer.Option(0, "--seed", help="Seed (sampler; noise: first seed).")
 ModeOpt = typer.Option("live", "--mode", help="Threshold set: live (strict) or shadow (loose).")
+DetailOpt = typer.Option(None, "--detail", help="Intrabar detail: walk the bars whose outcome "
+                         "depends on the order inside them through these lower-interval bars "
+                         "(15m, 5m, 1m where the data has them); default: adverse first.")
 
 METRIC_COLS = [
     ("score", "score"), ("base_annualized", "annualized"), ("base_max_dd", "max DD"),
@@ -190,6 +195,7 @@ def run_command(
     interval: str = IntervalOpt,
     coins: str = CoinsOpt,
     friction: str = FrictionOpt,
+    detail: str = DetailOpt,
     folds: int = FoldsOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes on one study."),
     storage: str = typer.Option(None, "--storage", help="Optuna storage: a journal file path, or an "
@@ -215,8 +221,9 @@ def run_command(
     if trials is None and timeout is None:
         trials = DEFAULT_TRIALS
     cfg = _config(strategy=strategy, trials=trials, timeout=timeout, sampler=sampler, data=data,
-                  interval=interval, coins=_coins(coins), friction=friction, folds=folds, jobs=jobs,
-                  storage=storage, study=study, seed=seed, results=results_dir, batch=batch,
+                  interval=interval, coins=_coins(coins), friction=friction, detail=detail,
+                  folds=folds, jobs=jobs, storage=storage, study=study, seed=seed,
+                  results=results_dir, batch=batch,
                   fixed=_fixed(strategy, fix), mode=mode)
     bar: list[_Bar] = []
 
@@ -282,6 +289,7 @@ def scan_command(
     interval: str = IntervalOpt,
     coins: str = CoinsOpt,
     friction: str = FrictionOpt,
+    detail: str = DetailOpt,
     folds: int = FoldsOpt,
     seed: int = SeedOpt,
     results_dir: Path = ResultsOpt,
@@ -296,7 +304,8 @@ def scan_command(
     from sweep.autoresearch import scan
 
     cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
-                  friction=friction, folds=folds, seed=seed, results=results_dir, mode=mode)
+                  friction=friction, detail=detail, folds=folds, seed=seed, results=results_dir,
+                  mode=mode)
     with err.status(f"scanning {param} of {strategy}..."):
         res = scan(cfg, param, [v for v in values.split(",") if v.strip()])
     inc = res.incumbent
@@ -336,6 +345,7 @@ def noise_command(
     interval: str = IntervalOpt,
     coins: str = CoinsOpt,
     friction: str = FrictionOpt,
+    detail: str = DetailOpt,
     folds: int = FoldsOpt,
     seed: int = SeedOpt,
     results_dir: Path = ResultsOpt,
@@ -349,7 +359,8 @@ def noise_command(
     from sweep.autoresearch import noise
 
     cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
-                  friction=friction, folds=folds, seed=seed, results=results_dir, mode=mode)
+                  friction=friction, detail=detail, folds=folds, seed=seed, results=results_dir,
+                  mode=mode)
     with err.status(f"re-running the {strategy} incumbent {repeats} times..."):
         res = noise(cfg, repeats, step)
     table = Table(title=f"Noise of {strategy} on {res.market_label} (incumbent: {res.incumbent.source})",

@@ -39,7 +39,7 @@ from optuna.trial import TrialState
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate import evaluate_batch
 from harness.folds import Folds
-from harness.friction import get_friction
+from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
@@ -67,7 +67,7 @@ class StudyConfig:
     data: str | None = None
     interval: str | None = None  # None: the strategy's own interval
     coins: tuple[str, ...] | None = None
-    friction: str = "v4"
+    friction: str = DEFAULT_FRICTION
     folds: int = 4
     jobs: int = 1
     storage: str | None = None  # None: journal file under results/studies/
@@ -78,6 +78,7 @@ class StudyConfig:
     fixed: dict[str, Any] = field(default_factory=dict)
     mode: str = "live"
     argv: str = ""
+    detail: str | None = None  # intrabar detail interval (e.g. "15m"), None: adverse first
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -115,6 +116,7 @@ class Context:
     study_name: str
     code_hash: str
     friction_version: str
+    detail: Market | None = None  # the lower-interval bars of the same coins (cfg.detail)
 
 
 def _strategy_files(module: str) -> list[Path]:
@@ -179,6 +181,7 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     interval = cfg.interval or strategy.interval
     if market is None:
         market = load_data(cfg.data, interval, cfg.coins)
+    detail = load_detail(cfg.data, cfg.detail, market) if cfg.detail else None
     folds = Folds(k=cfg.folds)
     folds.split(market.n_bars)  # a clear error now rather than in every trial
     friction = get_friction(cfg.friction)
@@ -188,14 +191,29 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     chash = code_hash(strategy)
     name = cfg.study or default_study_name(cfg, prov, folds, chash, interval)
     return Context(replace(cfg, interval=interval), strategy, market, folds, space, prov, name,
-                   chash, friction.version)
+                   chash, friction.version, detail)
+
+
+def load_detail(data: str | None, interval: str, market: Market) -> Market:
+    """The `interval` bars of the market's coins from the same data, for the intrabar walk;
+    one clear error when the interval is not a lower divisor of the bars' or the data lacks it."""
+    from harness.market import interval_seconds
+    from harness.sources import load_market
+
+    sub, base = interval_seconds(interval), market.bar_seconds
+    if sub >= base or base % sub:
+        raise ConfigError(f"--detail {interval} must be a lower interval that divides the "
+                          f"{market.interval} bars: use e.g. --detail 15m on 1h bars")
+    return load_market(data, interval=interval, coins=list(market.coins),
+                       start=market.index[0], end=market.index[-1] + (market.index[1] - market.index[0]))
 
 
 def default_study_name(cfg: StudyConfig, prov: Provenance, folds: Folds, chash: str,
                        interval: str) -> str:
     """Same command, code and data -> same study (so a rerun resumes); any change -> a new one."""
-    key = results.to_json([prov.harness_hash, prov.data_fingerprint, prov.sim_model_version,
-                           interval, asdict(folds), chash, cfg.fixed, cfg.mode])
+    key = [prov.harness_hash, prov.data_fingerprint, prov.sim_model_version, interval,
+           asdict(folds), chash, cfg.fixed, cfg.mode] + ([cfg.detail] if cfg.detail else [])
+    key = results.to_json(key)
     return f"{cfg.strategy}-{cfg.sampler}-s{cfg.seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -221,7 +239,7 @@ def worker_seed(seed: int, worker: int, n_existing: int) -> int:
 
 
 IDENTITY = ("strategy", "harness_hash", "data_fingerprint", "sim_model_version", "interval",
-            "folds", "code_hash", "mode")
+            "folds", "code_hash", "mode", "detail")
 
 
 def identity(ctx: Context) -> dict[str, Any]:
@@ -229,7 +247,7 @@ def identity(ctx: Context) -> dict[str, Any]:
             "data_fingerprint": ctx.prov.data_fingerprint,
             "sim_model_version": ctx.friction_version, "interval": ctx.cfg.interval,
             "folds": results.to_json(asdict(ctx.folds)), "code_hash": ctx.code_hash,
-            "mode": ctx.cfg.mode}
+            "mode": ctx.cfg.mode, "detail": ctx.cfg.detail or ""}
 
 
 def open_study(ctx: Context, worker: int = 0, create: bool = True) -> optuna.Study:
@@ -250,17 +268,16 @@ def open_study(ctx: Context, worker: int = 0, create: bool = True) -> optuna.Stu
                           f"--sampler {ctx.cfg.sampler} needs {len(dirs)}: use another --study")
     want = identity(ctx)
     have = study.user_attrs
-    if not have:
-        for k, v in want.items():
-            study.set_user_attr(k, v)
-    else:
-        diff = [k for k in IDENTITY if have.get(k) != want[k]]
-        if diff:
-            raise ConfigError(
-                f"study {ctx.study_name} was created with another {', '.join(diff)} "
-                f"({'; '.join(f'{k}: {have.get(k)} -> {want[k]}' for k in diff)}); "
-                "its trials are not comparable: use a new --study (or drop --study)"
-            )
+    diff = [k for k in IDENTITY if k in have and have[k] != want[k]]
+    if diff:
+        raise ConfigError(
+            f"study {ctx.study_name} was created with another {', '.join(diff)} "
+            f"({'; '.join(f'{k}: {have.get(k)} -> {want[k]}' for k in diff)}); "
+            "its trials are not comparable: use a new --study (or drop --study)"
+        )
+    for k in IDENTITY:  # another worker may be writing them right now: same values, no harm
+        if k not in have:
+            study.set_user_attr(k, want[k])
     n_existing = len(study.get_trials(deepcopy=False))
     study.sampler = make_sampler(ctx.cfg.sampler, worker_seed(ctx.cfg.seed, worker, n_existing))
     return study
@@ -394,7 +411,8 @@ def evaluate_params(ctx: Context, params: list[Any]) -> list[tuple[Any, str | No
     """(Evaluation, None) per set, or (None, error) for a set the strategy cannot evaluate."""
     def run(ps: list[Any]) -> list[Any]:
         return evaluate_batch(ctx.strategy, ps, ctx.market, friction=ctx.cfg.friction,
-                              folds=ctx.folds, mode=ctx.cfg.mode, record_trades=True)
+                              folds=ctx.folds, mode=ctx.cfg.mode, record_trades=True,
+                              detail=ctx.detail)
 
     try:
         return [(e, None) for e in run(params)]
@@ -544,7 +562,7 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
         "data_label": ctx.market.label, "coins": ",".join(cfg.coins or ()), "mode": cfg.mode,
         "n_coins": ctx.market.n_coins,
         "n_bars": ctx.market.n_bars, "folds": results.to_json(asdict(ctx.folds)),
-        "trials_target": cfg.trials, "jobs": cfg.jobs,
+        "detail": cfg.detail or "", "trials_target": cfg.trials, "jobs": cfg.jobs,
         "storage": mask_url(storage_url(cfg.storage, cfg.results, ctx.study_name)),
         "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,
         "summary": results.to_json(summary), "started_at": started,

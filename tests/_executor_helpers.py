@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.friction import V4
+from executor.books import TRADED_FRICTION
 from harness.manifest import harness_hash
 from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
@@ -45,7 +45,7 @@ def every_bucket(strategy: str, coins, params: dict | None = None, interval: str
 
 def candidates_doc(buckets: list[dict], harness: str | None = None) -> dict:
     return {"schema_version": 1, "generated_at": "2025-01-01T00:00:00Z",
-            "harness_hash": harness or harness_hash(), "friction_version": V4.version,
+            "harness_hash": harness or harness_hash(), "friction_version": TRADED_FRICTION.version,
             "data_fingerprint": "test", "data_source": "test", "gates": asdict(Gates()),
             "buckets": buckets}
 
@@ -73,7 +73,7 @@ def masked_signals(market: Market, strategy: str, params: dict, buckets: list[di
 
 
 def backtest(market: Market, sig: Signals, first: int, config: SimConfig) -> SimResult:
-    return simulate(market, sig, "v4", config, segments=[(first, market.n_bars)])
+    return simulate(market, sig, TRADED_FRICTION, config, segments=[(first, market.n_bars)])
 
 
 def ledger_table(path: Path, table: str, order: str, drop: tuple[str, ...] = ()) -> pd.DataFrame:

@@ -173,7 +173,7 @@ def test_a_day_missing_a_bar_is_unknown_for_that_coin():
         days.append(None if d == 5 else (hole.high[rows, 0].max(), hole.low[rows, 0].min(),
                                           hole.close[d * 24 + 23, 0], hole.volume[rows, 0].sum()))
     want = reference(days, 4, 3)
-    got = as_array(coin_costs(hole, CostModel(window_days=4, min_days=3)))
+    got = as_array(coin_costs(hole, CostModel(window_days=4, min_days=3, estimator="abdi_ranaldo")))
     np.testing.assert_allclose(got[23::24], want, rtol=1e-12, equal_nan=True)
     # a pair needs both of its days: windows ending on days 6-8 hold only 2 known pairs
     assert np.isnan(want[6:9, 0]).all() and np.isfinite(want[[5, 9], 0]).all()
@@ -181,7 +181,7 @@ def test_a_day_missing_a_bar_is_unknown_for_that_coin():
 
 def test_rows_depend_only_on_days_closed_by_the_bar():
     market = random_market("1h", days=30, coins=2, seed=1)
-    model = CostModel(window_days=10, min_days=5)
+    model = CostModel(window_days=10, min_days=5, estimator="abdi_ranaldo")
     ref = coin_costs(market, model)
     names = ("half_spread", "impact_coef", "sigma_d", "adv")
     rng = np.random.default_rng(9)

@@ -62,9 +62,11 @@ def test_funding_over_higher_bars_is_the_sum_of_hours(tmp_path):
     c.to_parquet(folder / "candles_4h.parquet")
     f.to_parquet(folder / "funding_1h.parquet")
     m = load_market(folder, interval="4h")
-    hourly = f.funding_rate.to_numpy()
+    # a 4h bar carries the hourly records stamped in (open, close]: hours 1..4 of the bar
+    hourly = np.r_[f.funding_rate.to_numpy()[1:], 0.0]
+    premium = np.r_[f.premium.to_numpy()[1:], np.nan].reshape(12, 4)
     np.testing.assert_allclose(m.funding[:, 0], hourly.reshape(12, 4).sum(axis=1))
-    np.testing.assert_allclose(m.premium[:, 0], f.premium.to_numpy().reshape(12, 4)[:, -1])
+    np.testing.assert_allclose(m.premium[:, 0], np.r_[premium[:-1, -1], premium[-1, -2]])
 
 
 def test_funding_unknown_is_zero_premium_nan(tmp_path):
@@ -155,12 +157,13 @@ def test_real_hyperliquid_dataset():
     btc = raw[raw.coin == "BTC"].set_index("ts")
     np.testing.assert_array_equal(m.close[m.listed[:, j], j], btc["close"].to_numpy())
     fund = pd.read_parquet(folder / "funding_1h.parquet")
-    fb = fund[fund.coin == "BTC"].set_index("ts").reindex(m.index)
+    fb = fund[fund.coin == "BTC"].set_index("ts").reindex(m.index + pd.Timedelta(hours=1))  # at close
     np.testing.assert_array_equal(m.funding[:, j], fb["funding_rate"].fillna(0.0).to_numpy())
     np.testing.assert_array_equal(m.premium[:, j], fb["premium"].to_numpy())
     assert np.isnan(m.premium[:, m.coin_index("SOL")]).all()
     assert np.isnan(m.open_interest).all()
-    assert np.all(m.funding[:, j] != 0)  # BTC funding known for every hour of the span
+    assert np.all(m.funding[:-1, j] != 0)  # BTC funding known for every hour of the span
+    assert m.funding[-1, j] == 0  # the last bar's record (stamped at its close) is not in the file
 
 
 def test_real_daily_from_hourly_matches_pandas():
@@ -176,7 +179,9 @@ def test_real_daily_from_hourly_matches_pandas():
         np.testing.assert_array_equal(getattr(m, col)[:, 0], expect[col].to_numpy())
     np.testing.assert_allclose(m.volume[:, 0], expect["volume"].to_numpy(), rtol=1e-12)
     fund = pd.read_parquet(folder / "funding_1h.parquet", filters=[("coin", "=", "BTC")])
-    day_sum = fund.set_index("ts").funding_rate.groupby(pd.Grouper(freq="1D")).sum()
+    # a day carries the records stamped in (00:00, 24:00]
+    day_sum = (fund.assign(ts=fund.ts - pd.Timedelta(1)).set_index("ts").funding_rate
+               .groupby(pd.Grouper(freq="1D")).sum())
     np.testing.assert_allclose(m.funding[:, 0], day_sum.reindex(m.index).to_numpy(), rtol=1e-12)
 
 

@@ -13,7 +13,7 @@ from harness import evaluate as ev_mod
 from harness.errors import ConfigError, LockboxError, SignalsError
 from harness.evaluate import Evaluation, evaluate, evaluate_batch, merge_signals
 from harness.folds import Folds
-from harness.friction import V4
+from harness.friction import V5
 from harness.manifest import harness_hash
 from harness.market import Market
 from harness.signals import Signals, setup_key
@@ -193,7 +193,7 @@ def test_evaluation_fields_are_sane(market):
     e = evaluate(Momentum(), {"stop_pct": 0.04}, market=market, folds=folds)
     assert isinstance(e, Evaluation)
     assert e.strategy == "mom" and e.params == {"lookback": 24, "stop_pct": 0.04, "target": 3.0}
-    assert e.friction == V4.version and e.harness_hash == harness_hash()
+    assert e.friction == V5.version and e.harness_hash == harness_hash()  # v5: the default
     assert e.data_fingerprint == market.fingerprint
     assert len(e.folds) == len(e.fold_scores) == 4
     assert e.worst_fold == min(e.fold_scores)

@@ -98,16 +98,30 @@ def test_month_replay_matches_the_backtest(tmp_path):
     pos = ledger_table(led.path, "positions", "id")
     assert set(orders.loc[orders.status == "filled", "position_id"]) == set(pos.id)
     assert not (orders.status == "pending").any() or orders.loc[orders.status == "pending", "ts"].max() == live.ts.max()
+    # every fill is the kernel's own (price, quantity, fee, slippage), never recomputed
     fills = ledger_table(led.path, "fills", "id")
     closed = pos[pos.status == "closed"].set_index("id")
-    ex = fills[fills.kind != "entry"].groupby("position_id").apply(lambda g: (g.qty * g.price).sum(),
-                                                                  include_groups=False)
-    np.testing.assert_allclose(ex.loc[closed.index], closed.exit_price * closed["size"], rtol=1e-12)
+    kt = res.trades(0)
+    kt = kt[kt.exit_reason != "end_of_data"].assign(entry_ts=lambda d: d.entry_ts.astype(str))
+    by_key = {(c, pd.Timestamp(e).strftime("%Y-%m-%dT%H:%M:%SZ")): r for c, e, r in
+              zip(kt.coin, kt.entry_ts, kt.itertuples(), strict=True)}
+    for pid, p in closed.iterrows():
+        k = by_key[(p.coin, p.entry_ts)]
+        f = fills[fills.position_id == pid].set_index("kind")
+        want = {"entry": (k.size, k.entry_price, k.entry_fee, k.entry_slippage_bps),
+                "exit": (k.exit_qty, k.exit_price, k.exit_fee, k.exit_slippage_bps)}
+        if k.partial_taken:
+            want["partial"] = (k.partial_qty, k.partial_price, k.partial_fee, k.partial_slippage_bps)
+        assert set(f.index) == set(want)
+        for kind, vals in want.items():
+            np.testing.assert_allclose(f.loc[kind, ["qty", "price", "fee", "slippage_bps"]].astype(float),
+                                       vals, rtol=1e-12)
     # a stop moved to breakeven by the partial exits at the entry price or worse (a gap)
     be = closed[closed.exit_reason == "partial"]
     assert len(be), "the case must take partial profits"
     final = fills[fills.kind == "exit"].set_index("position_id").loc[be.index]
-    assert (be.side * (final.price - be.entry_price * (1 - be.side * 5e-4)) <= 1e-9).all()
+    level = be.entry_price * (1 - be.side * final.slippage_bps * 1e-4)
+    assert (be.side * (final.price - level) <= 1e-9).all()
     fund = ledger_table(led.path, "funding", "ts").groupby("position_id").amount.sum()
     np.testing.assert_allclose(fund.reindex(closed.index, fill_value=0.0), closed.funding, atol=1e-9)
 

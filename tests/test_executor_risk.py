@@ -20,8 +20,8 @@ from _executor_helpers import (
 )
 
 from executor import report
+from executor.books import TRADED_FRICTION
 from executor.risk import bucket_kill, is_stale
-from harness.friction import V4
 from harness.simulate import SimConfig
 from schemas.candidates import KillCriteria
 from strategies import base
@@ -29,7 +29,7 @@ from strategies import base
 H = pd.Timedelta(hours=1)
 DAY1 = pd.Timestamp("2024-01-02", tz="UTC")  # the first traded day; 2024-01-01 is warm-up
 WARM = 24
-SLIP = V4.slippage_bps * 1e-4
+SLIP = TRADED_FRICTION.slippage_bps * 1e-4
 
 
 def _market(gap_at: pd.Timestamp | None = None, gap: float = 0.0, days: int = 3):
@@ -76,20 +76,20 @@ def test_kill_switch_file_blocks_new_entries_until_removed(tmp_path, scripted):
     engine.ledger.close()
 
 
-def test_daily_loss_halt_releases_at_midnight(tmp_path, scripted):
-    """Long C1 (2x equity notional), a 4% gap down: an 8% day. No entry fills that day after;
+def test_daily_loss_halt_is_soft_and_releases_at_midnight(tmp_path, scripted):
+    """Long C1 (2x equity notional), a 4% gap down: an 8% day. The halt is soft: the C1 position
+    stays open with its stop; no entry fills that day after (BTC's signals are turned away), and
     the signal of the 23:00 bar fills at 00:00 the next day."""
     gap_at = DAY1 + 10 * H
     m = _market(gap_at, 0.04)
     scripted[DAY1 + 2 * H] = {"C1": (1, 0.10)}
     for h in (12, 18, 22, 23):
-        scripted[DAY1 + h * H] = {"C1": (1, 0.10)}
+        scripted[DAY1 + h * H] = {"BTC": (1, 0.10)}
     sim = SimConfig(risk_fraction=0.2, daily_loss_halt=0.05)
-    engine = start_engine(tmp_path, m, WARM, every_bucket("scripted", ("C1",)), sim)
+    engine = start_engine(tmp_path, m, WARM, every_bucket("scripted", ("BTC", "C1")), sim)
     feed_bars(engine, m, WARM, WARM + 13)  # through 12:00 of day 1
     pos = _positions(engine)
-    assert len(pos) == 1 and pos.exit_reason.iloc[0] == "daily_halt"
-    assert pos.exit_ts.iloc[0] == "2024-01-02T11:00:00Z"  # flattened at the next open
+    assert list(zip(pos.coin, pos.status, strict=True)) == [("C1", "open")]  # not flattened
     entry = 100.0 * (1 + SLIP)
     size = 10_000 * 0.2 / (0.10 * 100.0)  # R sizing: equity * risk / stop distance
     assert pos["size"].iloc[0] == pytest.approx(size, rel=1e-12)
@@ -99,14 +99,15 @@ def test_daily_loss_halt_releases_at_midnight(tmp_path, scripted):
     feed_bars(engine, m, WARM + 23, WARM + 26)  # 23:00 closes at midnight: the halt is over
     assert not report.status(engine.ledger)["halts"]["daily_halt"]
     pos = _positions(engine)
-    assert list(pos.entry_ts) == ["2024-01-02T03:00:00Z", "2024-01-03T00:00:00Z"]
+    assert list(zip(pos.coin, pos.entry_ts, pos.status, strict=True)) == [
+        ("C1", "2024-01-02T03:00:00Z", "open"), ("BTC", "2024-01-03T00:00:00Z", "open")]
     orders = ledger_table(engine.ledger.path, "orders", "ts").set_index("ts")
     for h in (12, 18, 22):
         assert orders.loc[f"2024-01-02T{h:02d}:00:00Z", "reason"] == "daily_halt"
     assert orders.loc["2024-01-02T23:00:00Z", "status"] == "filled"
     eq = ledger_table(engine.ledger.path, "equity", "ts").set_index("ts").equity
-    loss = size * (entry - 96.0 * (1 - SLIP)) + size * (entry + 96.0 * (1 - SLIP)) * V4.fee_bps * 1e-4
-    assert eq["2024-01-02T11:00:00Z"] == pytest.approx(10_000 - loss, abs=1e-6)
+    marked = size * (entry - 96.0) + size * entry * TRADED_FRICTION.fee_bps * 1e-4
+    assert eq["2024-01-02T10:00:00Z"] == pytest.approx(10_000 - marked, abs=1e-6)
     kinds = ledger_table(engine.ledger.path, "events", "id").kind.tolist()
     assert kinds.count("daily_halt") == 1
     engine.ledger.close()

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from _executor_helpers import backtest, every_bucket, ledger_table, write_candidates
 
+from executor.books import TRADED_FRICTION
 from executor.runner import PaperOptions, open_paper, run
-from harness.friction import V4
 from harness.simulate import SimConfig
 from strategies.base import get_strategy, make_params
 
@@ -67,7 +67,7 @@ def test_shadow_trades_match_the_kernel_on_shadow_signals_and_survive_a_restart(
         assert list(got[k]) == list(want[k]), k
     for k in ("r_multiple", "pnl", "fees", "funding"):
         np.testing.assert_allclose(got[k].astype(float), want[k], rtol=0, atol=1e-9, err_msg=k)
-    assert set(got.friction) == {V4.version} and set(got.strategy) == {"zscore_reversion"}
+    assert set(got.friction) == {TRADED_FRICTION.version} and set(got.strategy) == {"zscore_reversion"}
     # unmasked: shadow trades outside the promoted bucket are recorded
     outside = (got.side != 1) | (got.session != "ASIA") | (got.regime != "LONG") | (got.vol_bucket != "mid")
     assert outside.any()

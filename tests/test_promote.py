@@ -100,7 +100,7 @@ def write_market(path: Path, seed: int, sigma: float, edge: float = 0.0, n_bars:
     wick = np.abs(rng.standard_normal((2, *r.shape))) * sigma * 0.5
     high, low = np.maximum(opn, close) * np.exp(wick[0]), np.minimum(opn, close) * np.exp(-wick[1])
     pd.concat([pd.DataFrame({"coin": c, "ts": idx, "open": opn[:, j], "high": high[:, j],
-                             "low": low[:, j], "close": close[:, j], "volume": 1000.0})
+                             "low": low[:, j], "close": close[:, j], "volume": 1e7})  # a liquid coin
                for j, c in enumerate(coins)], ignore_index=True).to_parquet(path)
     return path
 

@@ -96,7 +96,7 @@ def test_study_rows_are_complete_and_faithful(tmp_path, strategy, market):
     assert set(t["status"]) <= {"complete", "rejected"}
     assert (t["harness_hash"] == harness_hash()).all()
     assert (t["data_fingerprint"] == market.fingerprint).all()
-    assert (t["sim_model_version"] == "friction_v4_partial_trail_liq").all()
+    assert (t["sim_model_version"] == "friction_v5_coin_spread_impact").all()
     assert (t["seed"] == 1).all() and t["git_commit"].notna().all()
     assert {"base_annualized", "stress_calmar", "p_lookback", "p_side"} <= set(t.columns)
     # the recorded params re-evaluated one at a time give the recorded numbers
