@@ -95,137 +95,34 @@ import numpy as np
 from numba import njit, prange
 
 from harness import kernel_layout as L
-from harness.fills_nb import (
-    CALLED,
-    INLINE,
-    at_open,
-    band,
-    fill_slip,
-    open_slot,
-    order_matters,
-    partial_at_open,
-    take_partial,
-    touches,
-    walk,
-)
-
-
-@njit(**CALLED)
-def _close_slot(sf, si, k, reason, level, at_open_, t, g, cash, prm, half_spread, impact, st,
-                trades, tbase, tcap, n_tr, coin_slot):
-    """Close what is left of slot k at `level` (slippage applied here), book the trade and free
-    the slot. Returns the new cash."""
-    side = si[k, L.I_SIDE]
-    c = si[k, L.I_COIN]
-    size = sf[k, L.F_SIZE]
-    if reason == L.R_BACKSTOP:
-        slip = 0.0
-        fill = level
-        xgross = -sf[k, L.F_MARGIN]
-        xfee = 0.0
-        st[L.S_NBACKSTOP] += 1.0
-        st[L.S_NLIQ] += 1.0
-    else:
-        slip = fill_slip(prm, half_spread, impact, t, c, size * level, st)
-        fill = level * (1.0 - side * slip)
-        xgross = side * size * (fill - sf[k, L.F_ENTRY])
-        xfee = size * fill * prm[L.P_FEE]
-        if reason == L.R_LIQ:
-            st[L.S_NLIQ] += 1.0
-            if xgross - xfee < -sf[k, L.F_MARGIN]:  # never more than the isolated margin
-                xgross = xfee - sf[k, L.F_MARGIN]
-        sf[k, L.F_SLIPCOST] += size * level * slip
-    cash += xgross - xfee
-    fees = sf[k, L.F_FEES] + xfee
-    fund = sf[k, L.F_FUND]
-    pnl = sf[k, L.F_PGROSS] + xgross - fees - fund
-    size0 = sf[k, L.F_SIZE0]
-    r = pnl / (size0 * sf[k, L.F_R])
-    st[L.S_NTRADES] += 1.0
-    if pnl > 0:
-        st[L.S_WINS] += 1.0
-    st[L.S_SUMR] += r
-    st[L.S_FEES] += fees
-    st[L.S_FUNDING] += fund
-    st[L.S_SLIPCOST] += sf[k, L.F_SLIPCOST]
-    if n_tr < tcap:
-        row = trades[tbase + n_tr]
-        row[L.T_COIN] = c
-        row[L.T_SIDE] = side
-        row[L.T_SIGBAR] = si[k, L.I_SIGBAR]
-        row[L.T_ENTRYBAR] = si[k, L.I_FILLBAR]
-        row[L.T_EXITBAR] = t
-        row[L.T_ENTRY] = sf[k, L.F_ENTRY]
-        row[L.T_EXIT] = fill
-        row[L.T_SIZE] = size0
-        row[L.T_NOTIONAL] = sf[k, L.F_NOTIONAL0]
-        row[L.T_STOP] = sf[k, L.F_R]
-        row[L.T_R] = r
-        row[L.T_PNL] = pnl
-        row[L.T_FEES] = fees
-        row[L.T_FUNDING] = fund
-        row[L.T_REASON] = reason
-        row[L.T_PARTIAL] = si[k, L.I_PARTIAL]
-        row[L.T_SEG] = g
-        row[L.T_EXIT_AT_OPEN] = 1.0 if at_open_ else 0.0
-        row[L.T_ENTRY_FEE] = sf[k, L.F_ENTRY_FEE]
-        row[L.T_ENTRY_SLIP] = sf[k, L.F_ENTRY_SLIP]
-        row[L.T_PART_BAR] = si[k, L.I_PART_BAR]
-        row[L.T_PART_PRICE] = sf[k, L.F_PART_PRICE]
-        row[L.T_PART_QTY] = sf[k, L.F_PART_QTY]
-        row[L.T_PART_FEE] = sf[k, L.F_PART_FEE]
-        row[L.T_PART_SLIP] = sf[k, L.F_PART_SLIP]
-        row[L.T_EXIT_QTY] = size
-        row[L.T_EXIT_FEE] = xfee
-        row[L.T_EXIT_SLIP] = slip
-        row[L.T_SLIPCOST] = sf[k, L.F_SLIPCOST]
-        row[L.T_DETAIL] = si[k, L.I_DETAIL]
-    coin_slot[c] = -1
-    si[k, L.I_COIN] = -1
-    return cash
-
-
-@njit(**CALLED)
-def _detail_complete(do_, dh, dl, dc, t, c, ratio):
-    for j in range(ratio):
-        row = t * ratio + j
-        if not (do_[row, c] == do_[row, c] and dh[row, c] == dh[row, c]
-                and dl[row, c] == dl[row, c] and dc[row, c] == dc[row, c]):
-            return False
-    return True
-
-
-@njit(**CALLED)
-def _walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail, trail_start, prm,
-                 half_spread, impact, st):
-    """Steps 1-2 on each detail bar of bar t in order. Returns (reason, level, at open, cash)."""
-    cash = 0.0
-    for j in range(ratio):
-        row = t * ratio + j
-        if j > 0:
-            o = do_[row, c]
-            reason = at_open(sf, si, k, o, use_liq)
-            if reason >= 0:
-                return reason, o, True, cash
-            if partial_at_open(sf, si, k, o):
-                cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
-        reason, level, got = walk(sf, si, k, dl[row, c], dh[row, c], dc[row, c], t, use_liq,
-                                  use_trail, trail_start, prm, half_spread, impact, st)
-        cash += got
-        if reason >= 0:
-            return reason, level, False, cash
-    return -1, 0.0, False, cash
+from harness.book_nb import close_slot, enter, fill_requests, mark_requests, open_list
+from harness.fills_nb import INLINE, band, bar_outcome
 
 
 @njit(**INLINE)
-def _open_list(si, olist, K):
-    """Refresh the list of open slots; returns how many there are."""
-    n = 0
-    for k in range(K):
-        if si[k, L.I_COIN] >= 0:
-            olist[n] = k
-            n += 1
-    return n
+def _fund_and_mark(sf, si, olist, n_open, t, close, funding, last_px, seg_coin, cash, use_funding):
+    """At the close: funding on every open position, its last price, the mark.
+    Returns (cash, unrealized pnl, gross notional)."""
+    upnl = 0.0
+    gross = 0.0
+    for q in range(n_open):
+        k = olist[q]
+        c = si[k, L.I_COIN]
+        side = si[k, L.I_SIDE]
+        size = sf[k, L.F_SIZE]
+        cl = close[t, c]
+        if cl == cl:
+            last_px[c] = cl
+            if use_funding:
+                amt = side * size * cl * funding[t, c]
+                cash -= amt
+                sf[k, L.F_FUND] += amt
+        lp = last_px[c]
+        v = size * lp
+        upnl += side * size * (lp - sf[k, L.F_ENTRY])
+        gross += v
+        seg_coin[c] += v
+    return cash, upnl, gross
 
 
 @njit(cache=True, error_model="numpy")
@@ -234,28 +131,19 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
              ev_bar, ev_coin, ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold, ev_trail,
              e0, e1, ex_bar, ex_coin, x0, x1, prm, ev_status,
              trades, tbase, tcap, seg_stats, coin_expo, day_eq, eq_out, chain_dd):
-    """One parameter set over all segments (the module docstring is the spec)."""
+    """One parameter set over all segments (the module docstring is the spec). A bar is: the
+    fill step at its open (next-open frictions), the range of every open position, the fill step
+    at its close (legacy), then the close (funding, mark, metrics, risk controls)."""
     n_coins = open_.shape[1]
     K = int(prm[L.P_MAXPOS])
     init = prm[L.P_INIT]
-    risk_frac = prm[L.P_RISK]
-    sizing = int(prm[L.P_SIZING])
-    fraction = prm[L.P_FRACTION]
-    max_gross = prm[L.P_MAXLEV]
-    pos_lev = prm[L.P_POSLEV]
     daily = prm[L.P_DAILY]
     kill = prm[L.P_KILL]
-    fee_rate = prm[L.P_FEE]
     use_funding = prm[L.P_FUNDING] > 0
     next_open = prm[L.P_NEXT_OPEN] > 0
-    dedup = prm[L.P_DEDUP] > 0
-    use_partial = prm[L.P_PARTIAL] > 0
     use_trail = prm[L.P_TRAIL] > 0
     use_liq = prm[L.P_LIQ] > 0
-    coin_slip = prm[L.P_COIN_SLIP] > 0
-    part_r = prm[L.P_PART_R]
     trail_start = prm[L.P_TRAIL_START]
-    trail_dist = prm[L.P_TRAIL_DIST]
     record_eq = eq_out.shape[1] > 0
 
     sf = np.zeros((K, L.NSF))
@@ -299,7 +187,6 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
         eg1 = e0 + np.searchsorted(ev_bar[e0:e1], s1)
         ei = eg0
         xi = x0 + np.searchsorted(ex_bar[x0:x1], s0)
-        ev_next = ev_bar[ei] if ei < e1 else L.NO_BAR
         slot0 = seg_slot0[g]
         eq = init
         expo_acc = 0.0
@@ -308,8 +195,8 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
             # ---- flat: jump to the next bar where something can happen ------------------------
             if n_open == 0 and flat_req == 0:
                 nxt = s1 - 1
-                if not killed:
-                    nxt = min(nxt, ev_next + 1 if next_open else ev_next)
+                if not killed and ei < e1:
+                    nxt = min(nxt, ev_bar[ei] + 1 if next_open else ev_bar[ei])
                 if nxt > t:
                     if record_eq:
                         eq_out[p, eqc:eqc + nxt - t] = cash
@@ -321,223 +208,55 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
                     day_eq[p, slot0 + dd - day0] = prev_eq
                 cur_day = d
                 daily_level = prev_eq * (1.0 - daily)
-            # phases: 0 fills at the open (next-open frictions), 1 the range, 2 fills at the close
-            # (legacy); t_dec is the bar whose close decided what fills now
-            for phase in range(3):
+            for phase in range(3):  # 0: fill step at the open, 1: the range, 2: at the close
                 if phase == 1:
                     for q in range(n_open):
                         k = olist[q]
                         c = si[k, L.I_COIN]
-                        o = open_[t, c]
-                        lo = low[t, c]
-                        hi = high[t, c]
+                        o, lo, hi = open_[t, c], low[t, c], high[t, c]
                         if not (o == o and lo == lo and hi == hi):
                             continue
-                        reason = -1
-                        level = o
-                        gap = False
-                        if not next_open:  # legacy: this bar's open was not looked at yet
-                            reason = at_open(sf, si, k, o, use_liq)
-                            gap = reason >= 0
-                            if not gap and partial_at_open(sf, si, k, o):
-                                cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
-                                band(sf, si, k, use_liq, use_trail, trail_start)
-                        if reason < 0:
-                            side = si[k, L.I_SIDE]
-                            adverse, favourable = touches(sf, si, k, lo if side > 0 else hi,
-                                                          hi if side > 0 else lo)
-                            if not (adverse or favourable):
-                                continue  # a quiet bar: nothing to do before the close
-                            detailed = False
-                            if ratio > 0 and order_matters(sf, si, k, lo, hi, use_trail, trail_start):
-                                if _detail_complete(do_, dh, dl, dc, t, c, ratio):
-                                    detailed = True
-                                    st[L.S_DETAIL] += 1.0
-                                    si[k, L.I_DETAIL] = 1
-                                    reason, level, gap, got = _walk_detail(
-                                        sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail,
-                                        trail_start, prm, half_spread, impact, st)
-                                else:
-                                    st[L.S_DETAIL_MISSING] += 1.0
-                            if not detailed:
-                                reason, level, got = walk(sf, si, k, lo, hi, close[t, c], t, use_liq,
-                                                          use_trail, trail_start, prm, half_spread,
-                                                          impact, st)
-                            cash += got
+                        reason, level, gap, got = bar_outcome(
+                            sf, si, k, c, t, o, lo, hi, close[t, c], not next_open, ratio, do_, dh,
+                            dl, dc, use_liq, use_trail, trail_start, prm, half_spread, impact, st)
+                        cash += got
                         if reason >= 0:
-                            cash = _close_slot(sf, si, k, reason, level, gap, t, g, cash, prm,
-                                               half_spread, impact, st, trades, tbase, tcap, n_tr,
-                                               coin_slot)
+                            cash = close_slot(sf, si, k, reason, level, gap, t, g, cash, prm,
+                                              half_spread, impact, st, trades, tbase, tcap, n_tr,
+                                              coin_slot)
                             n_tr += 1
                         else:
                             band(sf, si, k, use_liq, use_trail, trail_start)
-                    n_open = _open_list(si, olist, K)
-                    continue
-                if phase == 0 and not (next_open and t > s0):
-                    continue
-                if phase == 2 and next_open:
+                    n_open = open_list(si, olist, K)
                     continue
                 at_the_open = phase == 0
+                if at_the_open != next_open or (at_the_open and t == s0):
+                    continue
                 px = open_ if at_the_open else close
                 t_dec = t - 1 if at_the_open else t
-                # ---- requested closes ----------------------------------------------------------
-                while ei < e1 and ev_bar[ei] < t_dec:  # only after the kill switch skipped bars
-                    ei += 1
-                while xi < x1 and ex_bar[xi] < t_dec:  # exits while flat are never looked at
-                    xi += 1
-                if flat_req > 0:
-                    for q in range(n_open):
-                        si[olist[q], L.I_REQ] = flat_req
-                    flat_req = 0
-                while xi < x1 and ex_bar[xi] == t_dec:
-                    k = coin_slot[ex_coin[xi]]
-                    if k >= 0 and si[k, L.I_REQ] <= 0:
-                        si[k, L.I_REQ] = L.R_SIGNAL
-                    xi += 1
-                ea = ei
-                while ei < e1 and ev_bar[ei] == t_dec:
-                    k = coin_slot[ev_coin[ei]]
-                    if k >= 0 and si[k, L.I_REQ] <= 0 and ev_dir[ei] == -si[k, L.I_SIDE]:
-                        si[k, L.I_REQ] = L.R_SIGNAL
-                    ei += 1
-                eb = ei
-                ev_next = ev_bar[ei] if ei < e1 else L.NO_BAR
-                for q in range(n_open):
-                    k = olist[q]
-                    c = si[k, L.I_COIN]
-                    price = px[t, c]
-                    if price != price:
-                        continue  # no price on this bar: requests wait for one
-                    if si[k, L.I_REQ] <= 0 and t >= si[k, L.I_HOLD_UNTIL]:
-                        si[k, L.I_REQ] = L.R_TIME
-                    reason = -1
-                    if at_the_open:  # levels the open jumped beyond, then the requests
-                        reason = at_open(sf, si, k, price, use_liq)
-                        if reason < 0 and partial_at_open(sf, si, k, price):
-                            cash += take_partial(sf, si, k, price, t, prm, half_spread, impact, st)
-                            band(sf, si, k, use_liq, use_trail, trail_start)
-                    if reason < 0 and si[k, L.I_REQ] > 0:
-                        reason = si[k, L.I_REQ]
-                    if reason >= 0:
-                        cash = _close_slot(sf, si, k, reason, price, at_the_open, t, g, cash, prm,
-                                           half_spread, impact, st, trades, tbase, tcap, n_tr,
-                                           coin_slot)
-                        n_tr += 1
-                n_open = _open_list(si, olist, K)
-                if eb == ea:
-                    continue
-                # ---- entries: best score first ---------------------------------------------
-                blocked = -1
-                if killed:
-                    blocked = L.ST_KILL
-                elif d == halted_day:
-                    blocked = L.ST_HALT
-                elif not at_the_open and t >= s1 - 1:
-                    blocked = L.ST_END  # a legacy fill at the last close would close at once
-                n_cand = 0
-                for j in range(ea, eb):
-                    c = ev_coin[j]
-                    status = blocked
-                    if status < 0:
-                        price = px[t, c]
-                        if coin_slot[c] >= 0:
-                            status = L.ST_POSITION
-                        elif not (listed[t_dec, c] and listed[t, c] and price == price
-                                  and price > 0.0):
-                            status = L.ST_NO_PRICE
-                        elif (dedup and ev_setup[j] != 0 and has_setup[c]
-                              and last_setup[c] == ev_setup[j]):
-                            status = L.ST_DEDUP
-                    cand[j - ea] = status < 0
-                    if status >= 0:
-                        ev_status[j] = status
-                    else:
-                        n_cand += 1
-                if n_cand == 0:
-                    continue
-                eq_now = cash
-                gross_now = 0.0
-                for q in range(n_open):
-                    k = olist[q]
-                    lp = last_px[si[k, L.I_COIN]]
-                    eq_now += si[k, L.I_SIDE] * sf[k, L.F_SIZE] * (lp - sf[k, L.F_ENTRY])
-                    gross_now += sf[k, L.F_SIZE] * lp
-                while n_cand > 0:
-                    j = -1
-                    for jj in range(ea, eb):
-                        if cand[jj - ea] and (j < 0 or ev_score[jj] > ev_score[j]):
-                            j = jj
-                    cand[j - ea] = False
-                    n_cand -= 1
-                    room = max_gross * eq_now - gross_now
-                    if n_open >= K:
-                        ev_status[j] = L.ST_NO_SLOT
-                        continue
-                    if eq_now <= 0.0:
-                        ev_status[j] = L.ST_NO_EQUITY
-                        continue
-                    if room <= 0.0:
-                        ev_status[j] = L.ST_GROSS_CAP
-                        continue
-                    ev_status[j] = L.ST_FILLED
-                    c = ev_coin[j]
-                    side = np.int64(ev_dir[j])
-                    raw = px[t, c]
-                    R = ev_stop[j]
-                    slip = 0.0
-                    if at_the_open:  # per-coin slippage is priced on the intended notional
-                        want = 0.0
-                        if coin_slip:
-                            want = eq_now * risk_frac / R * raw if sizing == L.SIZING_RISK else eq_now * fraction
-                        slip = fill_slip(prm, half_spread, impact, t, c, min(want, room), st)
-                    fill = raw * (1.0 + side * slip)
-                    if sizing == L.SIZING_RISK:
-                        size = eq_now * risk_frac / R
-                    else:
-                        size = eq_now * fraction / (fill * (1.0 + fee_rate))
-                    notional = size * fill
-                    if notional > room:
-                        notional = room
-                        size = notional / fill
-                    k = 0
-                    while si[k, L.I_COIN] >= 0:
-                        k += 1
-                    fee = notional * fee_rate
-                    cash -= fee
-                    gross_now += notional
-                    mlev = max_lev[c]
-                    margin = notional / min(pos_lev, mlev)
-                    open_slot(sf, si, k, c, side, fill, size, notional, R, ev_target[j], ev_trail[j],
-                              fee, slip, raw, margin, 0.5 / mlev if use_liq else 0.0, use_partial,
-                              part_r, trail_dist, t_dec, t, ev_hold[j])
-                    band(sf, si, k, use_liq, use_trail, trail_start)
-                    coin_slot[c] = k
-                    last_px[c] = raw
-                    if dedup and ev_setup[j] != 0:
-                        last_setup[c] = ev_setup[j]
-                        has_setup[c] = True
-                    olist[n_open] = k
-                    n_open += 1
-            # ---- the close: funding, the mark, metrics, risk controls --------------------------
-            upnl = 0.0
-            gross = 0.0
-            for q in range(n_open):
-                k = olist[q]
-                c = si[k, L.I_COIN]
-                side = si[k, L.I_SIDE]
-                size = sf[k, L.F_SIZE]
-                cl = close[t, c]
-                if cl == cl:
-                    last_px[c] = cl
-                    if use_funding:
-                        amt = side * size * cl * funding[t, c]
-                        cash -= amt
-                        sf[k, L.F_FUND] += amt
-                lp = last_px[c]
-                v = size * lp
-                upnl += side * size * (lp - sf[k, L.F_ENTRY])
-                gross += v
-                seg_coin[c] += v
+                ea, ei, xi = mark_requests(si, coin_slot, olist, n_open, flat_req, t_dec, ex_bar,
+                                           ex_coin, xi, x1, ev_bar, ev_coin, ev_dir, ei, e1)
+                flat_req = 0
+                cash, n_tr = fill_requests(sf, si, olist, n_open, px, t, g, at_the_open, use_liq,
+                                           use_trail, trail_start, cash, prm, half_spread, impact,
+                                           st, trades, tbase, tcap, n_tr, coin_slot)
+                n_open = open_list(si, olist, K)
+                if ei > ea:
+                    blocked = -1
+                    if killed:
+                        blocked = L.ST_KILL
+                    elif d == halted_day:
+                        blocked = L.ST_HALT
+                    elif not at_the_open and t >= s1 - 1:
+                        blocked = L.ST_END  # a legacy fill at the last close would close at once
+                    cash, n_open = enter(sf, si, olist, n_open, coin_slot, last_px, last_setup,
+                                         has_setup, cand, px, listed, max_lev, t, t_dec, ea, ei,
+                                         blocked, cash, prm, half_spread, impact, st, ev_coin,
+                                         ev_dir, ev_stop, ev_target, ev_score, ev_setup, ev_hold,
+                                         ev_trail, ev_status)
+            # ---- the close: funding, the mark, risk controls, metrics --------------------------
+            cash, upnl, gross = _fund_and_mark(sf, si, olist, n_open, t, close, funding, last_px,
+                                               seg_coin, cash, use_funding)
             eq = cash + upnl
             flatten = -1
             if t == s1 - 1:
@@ -554,9 +273,9 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
             if flatten >= 0 and n_open > 0:
                 for q in range(n_open):
                     k = olist[q]
-                    cash = _close_slot(sf, si, k, flatten, last_px[si[k, L.I_COIN]], False, t, g,
-                                       cash, prm, half_spread, impact, st, trades, tbase, tcap,
-                                       n_tr, coin_slot)
+                    cash = close_slot(sf, si, k, flatten, last_px[si[k, L.I_COIN]], False, t, g,
+                                      cash, prm, half_spread, impact, st, trades, tbase, tcap,
+                                      n_tr, coin_slot)
                     n_tr += 1
                 n_open = 0
                 eq = cash
