@@ -27,6 +27,11 @@ FAMILY_REVERSION = 2  # mean_reversion, zscore_reversion
 FAMILY_FUNDING = 3  # ou_funding
 FAMILY_RANK = 4  # xsection_rank
 FAMILY_BEAR = 5  # gem_bear
+FAMILY_PRICE_ACTION = 6  # monday_range, order_block, breaker, sfp: liquidity sweeps and zones
+FAMILY_WICK = 7  # wickflow
+FAMILY_PAIR = 8  # pairflow (both legs of a pair trade share one key)
+FAMILY_PREMIUM = 9  # skewflow
+FAMILY_VOL_REGIME = 10  # quantflow
 
 VOL_FAST, VOL_SLOW = 14, 100  # vol_bucket: ATR(14) / ATR(100)
 
@@ -105,14 +110,17 @@ def market_tags(market: Market, atr14: np.ndarray | None = None) -> tuple[np.nda
 
 
 def finish(market: Market, name: str, mode: Mode, direction, stop, target, score, family: int,
-           exit=None, hold=None, trail=None, atr14: np.ndarray | None = None) -> Signals:
+           exit=None, hold=None, trail=None, atr14: np.ndarray | None = None,
+           setup: np.ndarray | None = None) -> Signals:
     """Assemble validated Signals.
 
     Direction (-1/0/+1; NaN in a float array means no signal) is zeroed where the coin is not
     listed, the close is unknown or the stop is not a positive finite distance. Stop, target, score, hold and trail are kept only where
     direction != 0 (0 / NaN elsewhere). The score is multiplied by the BTC-regime multiplier
     (0.6 against the regime). `target`, `exit`, `hold` and `trail` may be scalars; `atr14`
-    (Wilder ATR(14) of this market) saves recomputing it for vol_bucket.
+    (Wilder ATR(14) of this market) saves recomputing it for vol_bucket. `setup` (int64,
+    non-zero where direction != 0) replaces the keys derived from runs of direction, for a
+    trade spanning several coins (pairflow: both legs carry one key).
     """
     pick(mode, "live", "shadow")  # validates mode
     shape = (market.n_bars, market.n_coins)
@@ -125,9 +133,12 @@ def finish(market: Market, name: str, mode: Mode, direction, stop, target, score
     regime, vol_bucket = market_tags(market, atr14)
 
     rows, cols = np.nonzero(active)
-    origin = setup_origin(d)
-    setup = np.zeros(shape, dtype=np.int64)
-    setup[rows, cols] = setup_key(origin[rows, cols], cols, d[rows, cols], family)
+    keys = np.zeros(shape, dtype=np.int64)
+    if setup is None:
+        origin = setup_origin(d)
+        keys[rows, cols] = setup_key(origin[rows, cols], cols, d[rows, cols], family)
+    else:
+        keys[rows, cols] = _full(setup, shape, np.int64, "setup", name)[rows, cols]
     score = _full(score, shape, np.float64, "score", name)
     mult = regime_multiplier(regime[rows], d[rows, cols][:, None])[:, 0] if rows.size else 1.0
     score_out = np.zeros(shape)
@@ -146,7 +157,7 @@ def finish(market: Market, name: str, mode: Mode, direction, stop, target, score
         score=score_out,
         session=np.repeat(session_codes(market.index, market.bar_seconds)[:, None], market.n_coins, axis=1),
         regime=np.repeat(regime[:, None], market.n_coins, axis=1),
-        vol_bucket=vol_bucket.copy(), setup=setup,
+        vol_bucket=vol_bucket.copy(), setup=keys,
         hold=only_active(hold, np.int32, 0), trail=only_active(trail, np.float64, np.nan))
     return sig.validate(market)
 

@@ -1,5 +1,5 @@
 """Filters shared by every strategy (DESIGN section 4): 200-MA gate, trend efficiency, funding,
-minimum open interest, and a liquidation-safe stop width.
+minimum open interest, a liquidation-safe stop width, and a minimum reward-to-risk.
 
 Each returns an `allowed` bool mask of shape (n_bars, n_coins) (and, where it grades rather than
 gates, a score multiplier). `direction` is a (n_bars, n_coins) array of -1/0/+1 or a scalar +1/-1;
@@ -27,6 +27,10 @@ TAILWIND_FLOOR = TAILWIND_FLOOR_8H / FUNDING_HOURS_PER_QUOTE
 # = 5% from the entry: a stop wider than that is never reached, the margin is lost first.
 # 4% keeps the stop inside it with room for slippage and fees.
 MAX_STOP_FRAC = 0.04
+
+# The ten-strategy paper system's risk rule: no trade whose target is less than twice its risk.
+# (Its other rule, at most 3 concurrent positions, is the kernel's SimConfig.max_positions.)
+MIN_REWARD_RISK = 2.0
 
 MA_GATE_WINDOW, MA_GATE_TOL = 200, 0.02
 EFFICIENCY_REJECT, EFFICIENCY_BOOST = 0.30, 0.70  # below: chop, rejected; above: boosted
@@ -92,3 +96,14 @@ def stop_within(stop: np.ndarray, close: np.ndarray, max_frac: float = MAX_STOP_
     a setup that needs a wider stop is too volatile for the position's isolated margin."""
     with np.errstate(invalid="ignore"):
         return ~(stop > max_frac * close)
+
+
+def reward_risk_gate(target_r, min_rr: float = MIN_REWARD_RISK) -> np.ndarray:
+    """Allowed where the target, in R multiples of the stop, is at least `min_rr` (2:1 by default).
+
+    Enforced at the signal, so a setup whose target sits too close is never sent. A NaN target
+    (the strategy exits by signal or time, not at a price) has no reward to measure and passes.
+    """
+    t = np.asarray(target_r, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return ~(t < min_rr)

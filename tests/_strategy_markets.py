@@ -21,17 +21,18 @@ def default_market() -> Market:
     return load_market("embedded", store=ROOT / "data")
 
 
-def real_market(coins=REAL_COINS, n_bars: int | None = 2000) -> Market | None:
-    """The last `n_bars` hourly bars of ../shared/data for `coins` (every coin if None)."""
-    if not (HL / "candles_1h.parquet").exists():
+def real_market(coins=REAL_COINS, n_bars: int | None = 2000, interval: str = "1h") -> Market | None:
+    """The last `n_bars` bars of ../shared/data for `coins` (every coin if None), from its
+    candles_<interval> file (hourly; the 15m file spans only 2025-02-06..03-31)."""
+    if not (HL / f"candles_{interval}.parquet").exists():
         return None
-    m = load_market(HL, "1h", coins=None if coins is None else list(coins))
+    m = load_market(HL, interval, coins=None if coins is None else list(coins))
     return m if n_bars is None else m.slice(max(0, m.n_bars - n_bars), m.n_bars)
 
 
-def full_span_market() -> Market | None:
-    """The coins of ../shared/data listed on (nearly) every hourly bar: the 116-coin benchmark."""
-    m = real_market(coins=None, n_bars=None)
+def full_span_market(interval: str = "1h") -> Market | None:
+    """The coins of ../shared/data listed on (nearly) every bar: the 116-coin benchmark (1h)."""
+    m = real_market(coins=None, n_bars=None, interval=interval)
     if m is None:
         return None
     keep = [c for c, f in zip(m.coins, m.listed.mean(axis=0) > 0.97, strict=True) if f]

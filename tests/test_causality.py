@@ -17,6 +17,9 @@ Markets: the embedded default (harness.sources "embedded"; a seeded synthetic ma
 unavailable) with 20 cuts, and a subset of ../shared/data (12 coins incl. BTC, the last 2,000
 hourly bars) with 8 cuts to keep the gate under a minute (skipped when the folder is absent).
 Daily strategies ("1d") run on the default resampled to days and on the 2022 bear basket.
+Strategies on bars shorter than the default's hour ("15m") run on the default's hourly bars as
+they are (their code does not depend on the bar length) and on the last 2,000 bars of the real
+15m file.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import pytest
 from _strategy_markets import default_market, real_daily_market, real_market
 
-from harness.market import Market
+from harness.market import Market, interval_seconds
 from harness.resample import resample
 from harness.signals import Signals
 from strategies.base import RegisteredStrategy, registry
@@ -51,9 +54,12 @@ def market_for(strategy: RegisteredStrategy, source: str) -> Market | None:
     if key not in _CACHE:
         if source == "default":
             m = default_market()
-            _CACHE[key] = m if strategy.interval == m.interval else resample(m, strategy.interval)
+            finer = interval_seconds(strategy.interval) <= m.bar_seconds
+            _CACHE[key] = m if finer else resample(m, strategy.interval)
         elif strategy.interval == "1d":
             _CACHE[key] = real_daily_market()
+        elif strategy.interval == "15m":
+            _CACHE[key] = real_market(interval="15m")
         else:
             m = real_market()
             _CACHE[key] = None if m is None else (

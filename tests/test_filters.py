@@ -211,3 +211,20 @@ def test_stop_within_caps_the_stop_inside_the_liquidation_distance():
     for max_lev in set(MAX_LEVERAGE.values()) | {DEFAULT_MAX_LEVERAGE}:
         liq = liquidation_price(100.0, 1, 1.0, min(lev, max_lev), max_lev)
         assert (100.0 - liq) / 100.0 > filters.MAX_STOP_FRAC, max_lev
+
+
+def test_reward_risk_gate_is_the_two_to_one_rule():
+    target = np.array([[1.99, 2.0, 3.0, np.nan]])  # R multiples; NaN: no price target
+    np.testing.assert_array_equal(filters.reward_risk_gate(target), [[False, True, True, True]])
+    np.testing.assert_array_equal(filters.reward_risk_gate(target, 3.0), [[False, False, True, True]])
+    assert filters.MIN_REWARD_RISK == 2.0
+
+
+def test_finish_takes_explicit_setup_keys_for_multi_coin_trades():
+    m = _market(np.full((30, 2), 100.0), ("BTC", "ETH"))
+    d = np.zeros((30, 2), np.int8)
+    d[4:6] = [1, -1]  # a two-leg trade on bars 4-5
+    key = setup_key(4, 0, 1, common.FAMILY_PAIR)
+    sig = common.finish(m, "t", "live", d, 1.0, None, 1.0, family=common.FAMILY_PAIR,
+                        setup=np.full((30, 2), key))
+    assert (sig.setup[4:6] == key).all() and (sig.setup[d == 0] == 0).all()

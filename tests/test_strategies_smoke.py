@@ -3,7 +3,8 @@
 (finite metrics, trades where the strategy must trade), never profitability.
 
 Markets: hourly strategies on the coins listed over (nearly) the whole hourly span (116 coins,
-about 5,000 bars); daily strategies on the 2022 bear basket (Binance daily).
+about 5,000 bars); 15m strategies likewise on the 15m file (eight weeks, about 5,000 bars);
+daily strategies on the 2022 bear basket (Binance daily).
 """
 
 from __future__ import annotations
@@ -26,15 +27,16 @@ pytestmark = pytest.mark.slow
 # holds only rising safe havens, and in the 2022 basket its growth filter first passes in
 # late November (bar ~200 of 245), inside the 15% lockbox that walk-forward never reads.
 MUST_TRADE = {"momentum", "mean_reversion", "ema_pullback", "trend_alpha", "zscore_reversion",
-              "ou_funding", "xsection_rank"}
+              "ou_funding", "xsection_rank", "monday_range", "order_block", "breaker", "sfp",
+              "wickflow", "pairflow", "skewflow", "quantflow"}
 DAILY_FOLDS = Folds(k=3, purge_bars=2, embargo_bars=2)  # 245 daily bars: hourly purge makes no sense
 
 
 def _markets():
-    hourly, daily = full_span_market(), real_daily_market()
-    if hourly is None or daily is None:
+    hourly, quarter, daily = full_span_market(), full_span_market("15m"), real_daily_market()
+    if hourly is None or quarter is None or daily is None:
         pytest.skip("../shared/data not found (set HLQ_SHARED_DATA): strategy smoke test skipped")
-    return {"1h": hourly, "1d": daily}
+    return {"1h": hourly, "15m": quarter, "1d": daily}
 
 
 def test_every_strategy_evaluates_sanely_on_real_data():
