@@ -17,7 +17,8 @@ inside `max_stop_pct` of price; optional HTF swing bias. Score: the confidence.
 Interval: 15m, the pattern's home, on the 15m file of ../shared/data (eight weeks, about 5,000
 bars per coin, as many as the hourly file). No funding filter: on 15m bars only the bar opening
 on the hour carries the hourly rate (harness.sources.build_market), so it would judge one bar
-in four.
+in four. The HTF bias barely forms on eight weeks (no weekly swing structure, few 3-day ones),
+so `use_bias` leaves almost no trade there; it needs longer 15m history (or `--interval 1h`).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 from _candles import active, candle_market
 
 from harness.signals import setup_key
+from harness.simulate import simulate
 from strategies import pairflow, quantflow, skewflow, wickflow
 from strategies.base import get_strategy
 from strategies.common import FAMILY_PAIR
@@ -100,6 +101,17 @@ def test_pairflow_opens_both_legs_beyond_two_sigma_and_exits_them_together():
     assert np.isnan(sig.target[30]).all() and (sig.hold[30] == p.max_hold).all()
     assert sig.score[30, 0] == sig.score[30, 1] > 0
     assert np.flatnonzero(sig.exit.any(axis=1)).tolist() == [31] and sig.exit[31].all()
+
+
+def test_pairflow_legs_trade_together_in_the_harness():
+    """v3+ de-duplication is per coin, so two positions with one setup key on two coins both
+    open; the shared exit closes both at the same open."""
+    m, _ = pair_market(jump=0.05)
+    sig = get_strategy("pairflow").generate(m, pairflow.Params(window=20), "live")
+    trades = simulate(m, sig, friction="v4").trades(0)
+    got = trades[["coin", "side", "signal_bar", "entry_bar", "exit_bar", "exit_reason"]]
+    assert got.values.tolist() == [["BTC", -1, 30, 31, 32, "signal"], ["ETH", 1, 30, 31, 32, "signal"]]
+    assert trades.setup.nunique() == 1
 
 
 def test_pairflow_mirror_and_no_cross():
