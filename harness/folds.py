@@ -8,13 +8,22 @@ cannot leak the test window into the fit. A train window that would start within
 after an earlier test window ends starts after that embargo instead (Lopez de Prado's embargo;
 in a forward-only walk the purge does the real work, and anchored windows, which contain whole
 earlier test windows, are never cut).
+
+`Folds` counts bars. `FoldSpec` is what a person types: each length a bar count ("24") or a
+duration ("24h", "90d", "15m", "2w"), converted exactly to bars of the market's interval, so a
+purge of 24h is 24 bars on 1h data, 96 on 15m and 1 on daily bars.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import asdict, dataclass, fields
 
 from harness.errors import ConfigError
+from harness.market import interval_seconds
+
+DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_LENGTH = re.compile(r"^\s*(\d+)\s*([A-Za-z]*)\s*$")
 
 Range = tuple[int, int]
 
@@ -124,3 +133,64 @@ class Folds:
         lb_stop = pre - self.purge_bars
         lb_start = 0 if train_len is None else max(0, lb_stop - train_len)
         return FoldPlan(n_bars, tuple(folds), lock, (lb_start, max(lb_start, lb_stop)))
+
+
+def to_bars(length: str | int, interval: str, what: str = "length") -> int:
+    """A bar count ("24", 24) or a duration ("24h", "90d", "15m", "2w") as bars of `interval`.
+
+    A duration must be a whole number of bars; anything else is a ConfigError naming `what`.
+    """
+    if isinstance(length, bool):
+        raise ConfigError(f"{what} {length!r}: give a bar count (24) or a duration (24h, 90d)")
+    if isinstance(length, int):
+        if length < 0:
+            raise ConfigError(f"{what} {length}: must be >= 0")
+        return length
+    m = _LENGTH.match(str(length))
+    if m is None:
+        raise ConfigError(f"{what} {length!r}: give a bar count (24) or a whole-number duration "
+                          f"with a unit of {', '.join(DURATION_UNITS)} (24h, 90d, 15m, 2w)")
+    n, unit = int(m.group(1)), m.group(2)
+    if not unit:
+        return n
+    if unit not in DURATION_UNITS:
+        raise ConfigError(f"{what} {length!r}: unknown unit {unit!r}; use a bar count (24) or "
+                          f"one of {', '.join(DURATION_UNITS)} (24h, 90d, 15m, 2w)")
+    seconds, bar = n * DURATION_UNITS[unit], interval_seconds(interval)
+    if seconds % bar:
+        raise ConfigError(f"{what} {length}: not a whole number of {interval} bars; use a "
+                          f"multiple of {interval} or a bar count")
+    return seconds // bar
+
+
+@dataclass(frozen=True)
+class FoldSpec:
+    """Walk-forward lengths as given (bar counts or durations); `folds(interval)` makes bars.
+
+    None train/test keep Folds' data-derived defaults; purge and embargo default to 24 hours
+    (24 bars on hourly data, as before; one bar on daily data).
+    """
+
+    k: int = 4
+    train: str | None = None
+    test: str | None = None
+    purge: str = "24h"
+    embargo: str = "24h"
+
+    def folds(self, interval: str) -> Folds:
+        def bars(value: str | None, what: str) -> int | None:
+            return None if value is None else to_bars(value, interval, what)
+
+        return Folds(k=self.k, train_bars=bars(self.train, "train"), test_bars=bars(self.test, "test"),
+                     purge_bars=bars(self.purge, "purge"), embargo_bars=bars(self.embargo, "embargo"))
+
+    def record(self, folds: Folds) -> dict:
+        """What `runs.folds` holds: the Folds in bars plus `given`, the lengths as typed."""
+        return {**asdict(folds), "given": {"train": self.train, "test": self.test,
+                                           "purge": self.purge, "embargo": self.embargo}}
+
+
+def folds_from_record(record: dict) -> Folds:
+    """The Folds of a `runs.folds` record (older records hold the bars only)."""
+    names = {f.name for f in fields(Folds)}
+    return Folds(**{k: v for k, v in record.items() if k in names})

@@ -5,13 +5,27 @@ At each rebalance bar t, per coin, fit y = a0 * a1^x to the last `fit_window` cl
 (x, ln y). Then
     momentum = r^(2n) * (a1 - 1) * 100,   n = r2_exponent   (so r^(2n) = (r^2)^n),
 i.e. the fitted growth per bar in percent, discounted by how well the exponential fits.
-A coin is eligible when r^2 >= r2_min, a1 - 1 >= min_growth (the growth filter: only rising
-coins are held) and momentum <= mom_cap (a parabolic move is not a trend to join). The `top_n`
-eligible coins by momentum go long (long only: in a bear market the specialist holds what
-still rises). Weights are inverse ATR: w = (close / ATR) / sum over the selected coins, with
-ATR taken relative to price so coins at different price levels compare; the weight is the
-signal's score and `report()` prints it. Other listed coins get `exit` at the rebalance bar.
-Stop = stop_atr x ATR. Rebalance bars are fixed by time (bars since the epoch).
+A coin is eligible long when r^2 >= r2_min, a1 - 1 >= min_growth (the growth filter: only rising
+coins are held), momentum <= mom_cap (a parabolic move is not a trend to join) and ATR / close
+>= atr_floor (a coin that barely moves, like a stablecoin, cannot pay its fees: its stop is
+smaller than a round trip's cost). With `sides="both"` a coin is also eligible short, mirrored:
+r^2 >= r2_min, a1 < 1, 1 - a1 >= min_growth, momentum >= -mom_cap and the ATR floor (the
+steadiest fallers). The `top_n` eligible coins by |momentum| are held on their side. Weights are
+inverse ATR: w = (close / ATR) / sum over the selected coins, with ATR taken relative to price so
+coins at different price levels compare; the weight is the signal's score and `report()` prints
+it. Other listed coins get `exit` at the rebalance bar. Stop = stop_atr x ATR. Rebalance bars
+are fixed by time (bars since the epoch).
+
+Few trades by design on its showcase basket: one decision per coin per rebalance, and safe havens
+rarely trend. The 2022 bear basket (../shared/data/binance/bear_portfolio_2022_1d.parquet: 245
+days of EUR, PAXG and two stablecoins that stop in the autumn) leaves 164 out-of-sample days
+with the default folds and two coins that move enough to pay their costs; nothing rose from
+May to mid-November, so the long-only specialist holds cash and closes 0-5 trades, and with the
+short side at most about 15. DESIGN's minimum of 30 closed trades cannot be met there, so every
+trial on it is rejected (`trades < 30`, the minimum recorded on each results row as
+`min_trades`). Its research dataset is ../shared/data/hyperliquid at 1d (172 perps, Sep 2024 -
+Mar 2025 with the 2025 altcoin bear), where a default `sweep run --strategy gem_bear --data
+../shared/data/hyperliquid` scores about a fifth of its trials.
 """
 
 from __future__ import annotations
@@ -34,14 +48,18 @@ ROW_CHUNK = 256  # rows of windows materialised at once (bounds memory on hourly
 
 @dataclass(frozen=True)
 class Params:
-    fit_window: int = param(60, 20, 180, help="closes in the exponential fit (bars)")
+    fit_window: int = param(60, 20, 120, help="closes in the exponential fit (bars)")
     r2_exponent: int = param(1, 1, 4, help="n in momentum = r^(2n) * (a1 - 1) * 100")
-    min_growth: float = param(0.0, 0.0, 0.005, help="growth filter: fitted a1 - 1 per bar must reach this")
+    min_growth: float = param(0.0, 0.0, 0.002, help="growth filter: fitted a1 - 1 per bar must reach this")
     mom_cap: float = param(1.0, 0.2, 5.0, help="skip coins whose momentum exceeds this (parabolic)")
     top_n: int = param(2, 1, 4, help="hold the top_n eligible coins by momentum")
-    rebalance: int = param(7, 1, 30, help="rebalance every this many bars (fixed by time)")
+    rebalance: int = param(7, 1, 14, help="rebalance every this many bars (fixed by time)")
     atr_n: int = param(14, 5, 30, help="ATR period (Wilder) for weights and the stop")
     stop_atr: float = param(3.0, 1.0, 6.0, help="stop distance in ATRs (1R)")
+    atr_floor: float = param(0.002, 0.0005, 0.01, kind="logfloat",
+                             help="minimum ATR / close: a coin that moves less cannot pay its costs")
+    sides: str = param("long", choices=("long", "both"),
+                       help="long: hold the steadiest risers; both: also short the steadiest fallers")
 
 
 @dataclass(frozen=True)
@@ -113,6 +131,7 @@ class GemRanking:
     momentum: np.ndarray
     eligible: np.ndarray
     selected: np.ndarray
+    side: np.ndarray  # int8: +1 long, -1 short where selected, else 0
     weight: np.ndarray  # inverse-ATR weights of the selected coins, summing to 1 per row
 
 
@@ -121,15 +140,21 @@ def rank_at(market: Market, p: Params, rows: np.ndarray, mode: Mode = "live") ->
     c = np.where(market.listed, market.close, np.nan)
     fit = exp_regression(c, rows, p.fit_window)
     mom = momentum(fit, p.r2_exponent)
-    with np.errstate(invalid="ignore"):
-        eligible = ((fit.r ** 2 >= th.r2_min) & (fit.a1 - 1.0 >= p.min_growth)
-                    & (mom <= p.mom_cap) & market.listed[rows])
-        selected = top_n_mask(np.where(eligible, mom, np.nan), p.top_n)
-        inv_atr = c[rows] / ind.atr(market, p.atr_n)[rows]
+    atr = ind.atr(market, p.atr_n)[rows]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fits = (fit.r ** 2 >= th.r2_min) & (atr >= p.atr_floor * c[rows]) & market.listed[rows]
+        long_ok = fits & (fit.a1 - 1.0 >= p.min_growth) & (mom <= p.mom_cap)
+        short_ok = (fits & (fit.a1 < 1.0) & (1.0 - fit.a1 >= p.min_growth) & (mom >= -p.mom_cap)
+                    & (p.sides == "both"))
+        eligible = long_ok | short_ok
+        selected = top_n_mask(np.where(eligible, np.abs(mom), np.nan), p.top_n)
+        inv_atr = c[rows] / atr
         raw = np.where(selected & np.isfinite(inv_atr), inv_atr, 0.0)
         total = raw.sum(axis=1, keepdims=True)
         weight = np.where(total > 0, raw / total, 0.0)
-    return GemRanking(rows, fit, mom, eligible, selected & (weight > 0), weight)
+    selected &= weight > 0
+    side = np.where(selected, np.where(long_ok, 1, -1), 0).astype(np.int8)
+    return GemRanking(rows, fit, mom, eligible, selected, side, weight)
 
 
 def report(market: Market, p: Params | None = None, bar: int = -1, mode: Mode = "live") -> pd.DataFrame:
@@ -140,12 +165,14 @@ def report(market: Market, p: Params | None = None, bar: int = -1, mode: Mode = 
     return pd.DataFrame({
         "coin": market.coins, "a0": g.fit.a0[0], "a1": g.fit.a1[0], "r2": g.fit.r[0] ** 2,
         "momentum": g.momentum[0], "eligible": g.eligible[0], "selected": g.selected[0],
-        "weight": g.weight[0],
-    }).sort_values("momentum", ascending=False, na_position="last", ignore_index=True)
+        "side": g.side[0], "weight": g.weight[0],
+    }).sort_values("momentum", key=np.abs, ascending=False, na_position="last", ignore_index=True)
 
 
 @register("gem_bear", Params, interval="1d", description="bear specialist on daily bars: "
-          "exponential-regression momentum r^2n (a1 - 1) 100, r^2 filter, top_n, inverse-ATR weights")
+          "exponential-regression momentum r^2n (a1 - 1) 100, r^2 filter, top_n, inverse-ATR "
+          "weights; research it on ../shared/data/hyperliquid at 1d (the 245-day 2022 basket "
+          "cannot make the 30 trades a score needs)")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     rows = np.flatnonzero(rebalance_bars(market, p.rebalance))
     g = rank_at(market, p, rows, mode)
@@ -153,7 +180,7 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
     d = np.zeros(shape, dtype=np.int8)
     score = np.zeros(shape)
     exit_ = np.zeros(shape, dtype=bool)
-    d[rows] = g.selected
+    d[rows] = g.side
     score[rows] = g.weight
     exit_[rows] = ~g.selected & market.listed[rows]
     atr = ind.atr(market, p.atr_n)

@@ -78,7 +78,7 @@ def _run_row(ctx: Context, command: str, n: int, summary: dict, started: Any) ->
         "interval": ctx.cfg.interval, "data_label": ctx.market.label,
         "coins": ",".join(ctx.cfg.coins or ()), "mode": ctx.cfg.mode, "n_coins": ctx.market.n_coins, "n_bars": ctx.market.n_bars,
         "detail": ctx.cfg.detail or "",
-        "folds": results.to_json(dataclasses.asdict(ctx.folds)), "trials_target": n, "jobs": 1,
+        "folds": results.to_json(ctx.cfg.fold_spec.record(ctx.folds)), "trials_target": n, "jobs": 1,
         "storage": None, "code_hash": code_hash(), "git_dirty": dirty, "argv": ctx.cfg.argv,
         "status": "finished", "summary": results.to_json(summary), "started_at": started,
         "finished_at": results.now(), "updated_at": results.now(),

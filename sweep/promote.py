@@ -42,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -54,7 +54,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evaluate import Evaluation, evaluate
-from harness.folds import Folds
+from harness.folds import Folds, folds_from_record
 from harness.friction import DEFAULT_FRICTION, Friction, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
@@ -416,7 +416,8 @@ def _eligible(ledger: pd.DataFrame, runs: dict[str, dict], cur_hash: str, fricti
 
 
 def _folds(runs: dict[str, dict], t: dict) -> dict:
-    return json.loads(runs[str(t["run_id"])]["folds"])
+    """The fold layout in bars (how lengths were typed, `given`, does not matter)."""
+    return asdict(folds_from_record(json.loads(runs[str(t["run_id"])]["folds"])))
 
 
 def _score(t: dict) -> float:
@@ -661,7 +662,7 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
         eligible, skipped = _eligible(ledger, _runs(reader), cur_hash, friction.version,
                                       _Markets(data, coins, market, tick))
         for name, (trials, mkt, run) in sorted(eligible.items()):
-            s = _Strategy(name, trials.head(gates.top_k), mkt, Folds(**json.loads(run["folds"])),
+            s = _Strategy(name, trials.head(gates.top_k), mkt, folds_from_record(json.loads(run["folds"])),
                           friction, str(run["code_hash"]))
             n_ledger = int(((ledger["strategy"] == name) & (ledger["harness_hash"] == cur_hash)).sum())
             returns = reader.df(

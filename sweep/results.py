@@ -109,7 +109,7 @@ RUNS = register_table("runs", (
     ("mode", "str", "live | shadow thresholds"),
     ("n_coins", "int", "coins in the market"),
     ("n_bars", "int", "bars in the market (lockbox included)"),
-    ("folds", "json", "walk-forward configuration (harness.folds.Folds)"),
+    ("folds", "json", "walk-forward folds in bars (harness.folds.Folds) and `given`: the lengths as typed (bar counts or durations)"),
     ("detail", "str", "intrabar detail interval (--detail), empty: adverse first everywhere"),
     ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
     ("jobs", "int", "worker processes"),
@@ -139,6 +139,8 @@ TRIALS = register_table("trials", (
     ("folds", "json", "list of per-fold metric dicts"),
     ("params", "json", "all parameters (p_<name> columns hold them flattened)"),
     ("kept", "bool", "scan: the candidate value that was kept"),
+    ("min_trades", "int", "closed OOS trades the score requires (harness.metrics.MIN_TRADES); "
+                          "fewer is rejected"),
     ("duration_s", "float", "evaluation wall time of this trial (batch time / batch size)"),
     ("finished_at", "ts", "UTC"),
 ), "One row per evaluated parameter set. Also base_<m> and stress_<m> for every field of "

@@ -33,6 +33,14 @@ CoinsOpt = typer.Option(None, "--coins", help="Comma-separated coins (default: a
 FrictionOpt = typer.Option(DEFAULT_FRICTION, "--friction",
                            help="Friction model: legacy, v2, v3, v4, v5 (per-coin slippage).")
 FoldsOpt = typer.Option(4, "--folds", min=1, help="Walk-forward folds.")
+_LENGTH = "a bar count (24) or a duration (24h, 90d, 15m, 2w) that is a whole number of bars"
+TrainOpt = typer.Option(None, "--train", help=f"Train window: {_LENGTH}. Default: one test "
+                        "window minus purge and embargo.")
+TestOpt = typer.Option(None, "--test", help=f"Test window: {_LENGTH}. Default: the bars before "
+                       "the lockbox / (folds + 1).")
+PurgeOpt = typer.Option("24h", "--purge", help=f"Gap between a train and its test window: {_LENGTH}.")
+EmbargoOpt = typer.Option("24h", "--embargo", help=f"Bars after a test window no train window "
+                          f"starts in: {_LENGTH}.")
 SeedOpt = typer.Option(0, "--seed", help="Seed (sampler; noise: first seed).")
 ModeOpt = typer.Option("live", "--mode", help="Threshold set: live (strict) or shadow (loose).")
 DetailOpt = typer.Option(None, "--detail", help="Intrabar detail: walk the bars whose outcome "
@@ -197,6 +205,10 @@ def run_command(
     friction: str = FrictionOpt,
     detail: str = DetailOpt,
     folds: int = FoldsOpt,
+    train: str = TrainOpt,
+    test: str = TestOpt,
+    purge: str = PurgeOpt,
+    embargo: str = EmbargoOpt,
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes on one study."),
     storage: str = typer.Option(None, "--storage", help="Optuna storage: a journal file path, or an "
                                 "RDB URL such as postgresql://user:pw@host/db to share a study across "
@@ -222,8 +234,8 @@ def run_command(
         trials = DEFAULT_TRIALS
     cfg = _config(strategy=strategy, trials=trials, timeout=timeout, sampler=sampler, data=data,
                   interval=interval, coins=_coins(coins), friction=friction, detail=detail,
-                  folds=folds, jobs=jobs, storage=storage, study=study, seed=seed,
-                  results=results_dir, batch=batch,
+                  folds=folds, train=train, test=test, purge=purge, embargo=embargo, jobs=jobs,
+                  storage=storage, study=study, seed=seed, results=results_dir, batch=batch,
                   fixed=_fixed(strategy, fix), mode=mode)
     bar: list[_Bar] = []
 
@@ -291,6 +303,10 @@ def scan_command(
     friction: str = FrictionOpt,
     detail: str = DetailOpt,
     folds: int = FoldsOpt,
+    train: str = TrainOpt,
+    test: str = TestOpt,
+    purge: str = PurgeOpt,
+    embargo: str = EmbargoOpt,
     seed: int = SeedOpt,
     results_dir: Path = ResultsOpt,
     mode: str = ModeOpt,
@@ -304,8 +320,8 @@ def scan_command(
     from sweep.autoresearch import scan
 
     cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
-                  friction=friction, detail=detail, folds=folds, seed=seed, results=results_dir,
-                  mode=mode)
+                  friction=friction, detail=detail, folds=folds, train=train, test=test,
+                  purge=purge, embargo=embargo, seed=seed, results=results_dir, mode=mode)
     with err.status(f"scanning {param} of {strategy}..."):
         res = scan(cfg, param, [v for v in values.split(",") if v.strip()])
     inc = res.incumbent
@@ -347,6 +363,10 @@ def noise_command(
     friction: str = FrictionOpt,
     detail: str = DetailOpt,
     folds: int = FoldsOpt,
+    train: str = TrainOpt,
+    test: str = TestOpt,
+    purge: str = PurgeOpt,
+    embargo: str = EmbargoOpt,
     seed: int = SeedOpt,
     results_dir: Path = ResultsOpt,
     mode: str = ModeOpt,
@@ -359,8 +379,8 @@ def noise_command(
     from sweep.autoresearch import noise
 
     cfg = _config(strategy=strategy, trials=1, data=data, interval=interval, coins=_coins(coins),
-                  friction=friction, detail=detail, folds=folds, seed=seed, results=results_dir,
-                  mode=mode)
+                  friction=friction, detail=detail, folds=folds, train=train, test=test,
+                  purge=purge, embargo=embargo, seed=seed, results=results_dir, mode=mode)
     with err.status(f"re-running the {strategy} incumbent {repeats} times..."):
         res = noise(cfg, repeats, step)
     table = Table(title=f"Noise of {strategy} on {res.market_label} (incumbent: {res.incumbent.source})",

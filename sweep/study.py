@@ -38,7 +38,7 @@ from optuna.trial import TrialState
 
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate import evaluate_batch
-from harness.folds import Folds
+from harness.folds import Folds, FoldSpec
 from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
@@ -69,6 +69,10 @@ class StudyConfig:
     coins: tuple[str, ...] | None = None
     friction: str = DEFAULT_FRICTION
     folds: int = 4
+    train: str | None = None  # fold lengths: bar counts or durations (harness.folds.FoldSpec)
+    test: str | None = None
+    purge: str = "24h"
+    embargo: str = "24h"
     jobs: int = 1
     storage: str | None = None  # None: journal file under results/studies/
     study: str | None = None
@@ -101,6 +105,10 @@ class StudyConfig:
     @property
     def batch_size(self) -> int:
         return self.batch or BATCH[self.sampler]
+
+    @property
+    def fold_spec(self) -> FoldSpec:
+        return FoldSpec(self.folds, self.train, self.test, self.purge, self.embargo)
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     if market is None:
         market = load_data(cfg.data, interval, cfg.coins)
     detail = load_detail(cfg.data, cfg.detail, market) if cfg.detail else None
-    folds = Folds(k=cfg.folds)
+    folds = cfg.fold_spec.folds(interval)
     folds.split(market.n_bars)  # a clear error now rather than in every trial
     friction = get_friction(cfg.friction)
     space = search_space(strategy.name, strategy.params_cls, cfg.fixed)
@@ -561,7 +569,7 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
         "search_space": results.to_json(ctx.space.to_json()), "interval": cfg.interval,
         "data_label": ctx.market.label, "coins": ",".join(cfg.coins or ()), "mode": cfg.mode,
         "n_coins": ctx.market.n_coins,
-        "n_bars": ctx.market.n_bars, "folds": results.to_json(asdict(ctx.folds)),
+        "n_bars": ctx.market.n_bars, "folds": results.to_json(cfg.fold_spec.record(ctx.folds)),
         "detail": cfg.detail or "", "trials_target": cfg.trials, "jobs": cfg.jobs,
         "storage": mask_url(storage_url(cfg.storage, cfg.results, ctx.study_name)),
         "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,

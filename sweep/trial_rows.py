@@ -113,6 +113,7 @@ def trial_row(r: TrialResult, prov: Provenance, command: str, strategy: str) -> 
         "folds": results.to_json([dataclasses.asdict(m) for m in ev.folds] if ev else []),
         "params": results.to_json(r.params),
         "kept": r.kept,
+        "min_trades": MIN_TRADES,
         "duration_s": r.duration_s,
         "finished_at": results.now(),
     }

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import ConfigError
-from harness.folds import Folds
+from harness.folds import Folds, FoldSpec, folds_from_record, to_bars
 
 
 def test_default_layout_by_hand():
@@ -99,3 +99,47 @@ def test_fold_invariants(n, k, train, test, purge, embargo, anchored, frac, offs
         for prev in plan.folds[:j]:  # never start inside an earlier embargo zone
             assert not (prev.test[1] <= t0 < prev.test[1] + embargo)
     assert plan.lockbox_train[1] <= lb0 - purge or plan.lockbox_train[1] == plan.lockbox_train[0]
+
+
+# ---------------------------------------------------------------- lengths in time
+
+BAR_MINUTES = {"15m": 15, "1h": 60, "4h": 240, "1d": 1440}
+
+
+@pytest.mark.parametrize("interval", list(BAR_MINUTES))
+@pytest.mark.parametrize("text,minutes", [("15m", 15), ("24h", 1440), ("90d", 90 * 1440),
+                                          ("2w", 2 * 7 * 1440), ("0h", 0), ("240m", 240)])
+def test_durations_convert_exactly_to_bars(interval, text, minutes):
+    bar = BAR_MINUTES[interval]
+    if minutes % bar:
+        with pytest.raises(ConfigError, match=f"not a whole number of {interval} bars"):
+            to_bars(text, interval, "purge")
+    else:
+        assert to_bars(text, interval, "purge") == minutes // bar
+
+
+def test_bar_counts_pass_through_and_bad_lengths_are_one_clear_error():
+    assert to_bars("24", "1d") == 24 and to_bars(7, "4h") == 7
+    for bad, what in (("3y", "unknown unit 'y'"), ("1.5d", "bar count"), ("-2h", "bar count"),
+                      ("", "bar count"), ("h", "bar count")):
+        with pytest.raises(ConfigError, match=what) as e:
+            to_bars(bad, "1h", "embargo")
+        assert "\n" not in str(e.value) and "embargo" in str(e.value)
+
+
+def test_default_spec_keeps_hourly_folds_and_gives_daily_data_one_bar():
+    assert FoldSpec().folds("1h") == Folds()  # 24h = the old default of 24 bars
+    assert FoldSpec().folds("15m").purge_bars == 96
+    daily = FoldSpec().folds("1d")
+    assert (daily.purge_bars, daily.embargo_bars) == (1, 1)
+    daily.split(245)  # the 2022 bear basket: 24-bar purge and embargo left no train window
+
+
+def test_record_holds_the_bars_and_the_lengths_as_given():
+    spec = FoldSpec(k=3, train="90d", test="30d", purge="2d", embargo="24h")
+    folds = spec.folds("4h")
+    assert (folds.train_bars, folds.test_bars, folds.purge_bars, folds.embargo_bars) == (540, 180, 12, 6)
+    rec = spec.record(folds)
+    assert rec["given"] == {"train": "90d", "test": "30d", "purge": "2d", "embargo": "24h"}
+    assert folds_from_record(rec) == folds
+    assert folds_from_record({"k": 4, "purge_bars": 24}) == Folds()  # older records: bars only

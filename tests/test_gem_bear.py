@@ -75,7 +75,9 @@ def test_selection_and_inverse_atr_weights():
                 continue
             lr = linregress(np.arange(p.fit_window), np.log(y))
             mom = lr.rvalue ** 2 * (np.exp(lr.slope) - 1) * 100
-            if lr.rvalue ** 2 >= gb.LIVE.r2_min and np.exp(lr.slope) - 1 >= p.min_growth and mom <= p.mom_cap:
+            moves = atr[t, c] >= p.atr_floor * m.close[t, c]
+            if (lr.rvalue ** 2 >= gb.LIVE.r2_min and np.exp(lr.slope) - 1 >= p.min_growth
+                    and mom <= p.mom_cap and moves):
                 cand[c] = mom
         top = sorted(cand, key=cand.get, reverse=True)[:p.top_n]
         assert set(np.flatnonzero(g.selected[i])) == set(top)
@@ -126,3 +128,31 @@ def test_bear_basket_2022():
     lr = linregress(np.arange(p.fit_window), np.log(y))
     row = table.set_index("coin").loc["PAXGUSDT"]
     assert row.momentum == pytest.approx(lr.rvalue ** 2 * (np.exp(lr.slope) - 1) * 100, rel=1e-8)
+
+
+def test_short_side_holds_the_steadiest_faller_and_the_atr_floor_skips_a_still_coin():
+    # x = 0..n-1: a steady riser, a steady faller (steeper), a stablecoin-like still coin and a
+    # noisy faller. sides="long" holds the riser only; "both" ranks by |momentum|, so the
+    # steady faller goes short first; the still coin (ATR ~ 0.01% of price) is never eligible.
+    n, rng = 120, np.random.default_rng(3)
+    x = np.arange(n)
+    close = np.column_stack([
+        100 * 1.004 ** x * np.exp(rng.normal(0, 0.002, n)),
+        50 * 0.994 ** x * np.exp(rng.normal(0, 0.002, n)),
+        1.0 * 1.00005 ** x * np.exp(rng.normal(0, 0.00005, n)),
+        20 * 0.999 ** x * np.exp(rng.normal(0, 0.05, n)),
+    ])
+    m = market_from_arrays(close, interval="1d", coins=("UP", "DOWN", "STILL", "NOISE"), wick=0.0)
+    t = np.array([n - 1])
+    base = dataclasses.replace(gb.Params(), top_n=1, fit_window=60)
+    long_only = gb.rank_at(m, base, t)
+    assert long_only.side[0].tolist() == [1, 0, 0, 0]
+    both = gb.rank_at(m, dataclasses.replace(base, sides="both"), t)
+    assert both.side[0].tolist() == [0, -1, 0, 0]
+    assert both.eligible[0].tolist() == [True, True, False, False]
+    still = gb.rank_at(m, dataclasses.replace(base, atr_floor=1e-9, min_growth=0.0), t)
+    assert still.eligible[0, 2]  # without the floor the still riser is eligible (r^2 ~ 1)
+    sig = get_strategy("gem_bear").generate(m, dataclasses.replace(base, sides="both"), "live")
+    rb = np.flatnonzero(gb.rebalance_bars(m, base.rebalance))
+    last = rb[rb >= 59][-1]
+    assert sig.direction[last].tolist() == [0, -1, 0, 0]

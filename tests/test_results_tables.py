@@ -29,7 +29,7 @@ def trial_rows(study: str, trials: range, **extra) -> pd.DataFrame:
         rows.append({**prov(), "command": "run", "strategy": "s", "study": study, "trial": t,
                      "status": "complete", "rejected": None, "score": float(rng.normal()), "objective": 0.0,
                      "worst_fold": -1.0, "fold_scores": "[]", "folds": "[]", "params": "{}",
-                     "kept": False, "duration_s": 0.1, "finished_at": pd.Timestamp.now(tz="UTC"),
+                     "kept": False, "min_trades": 30, "duration_s": 0.1, "finished_at": pd.Timestamp.now(tz="UTC"),
                      **extra})
     return pd.DataFrame(rows)
 
