@@ -3,12 +3,16 @@
 A strategy module declares a frozen `Params` dataclass whose fields are made with `param(...)`
 (default, search range, type, one-line meaning) and registers itself with `@register`.
 Live and shadow thresholds are two instances of the same `Thresholds` type, chosen by `mode`.
+A strategy may also register a `panel(market, params, mode, fitted) -> tuple[Panel, ...]`: its
+own view of the decision at the market's last bar (a ranking, a fit), built from the functions
+`generate` uses, shown by `sweep signals`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +71,38 @@ def make_params(params_cls: type, values: dict[str, Any]) -> Any:
     return params_cls(**values)
 
 
+Format = Literal["text", "number", "percent", "flag"]
+
+
+@dataclass(frozen=True)
+class PanelColumn:
+    name: str  # the key in JSON rows (snake_case)
+    format: Format = "number"  # percent: a fraction printed as a percentage
+    label: str = ""  # the table header; the name when empty
+
+    @property
+    def header(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class Panel:
+    """A strategy's table of its decision at one bar: rows ranked best first, values str, float,
+    int, bool or None (unknown)."""
+
+    name: str  # a key for machine readers, e.g. "half_life"
+    title: str
+    columns: tuple[PanelColumn, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    note: str = ""
+
+
+def panel_value(x: Any) -> float | None:
+    """A panel cell from a number: float, or None where it is unknown (NaN, inf)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
 @dataclass(frozen=True)
 class RegisteredStrategy:
     """Satisfies harness.strategy.Strategy."""
@@ -77,6 +113,7 @@ class RegisteredStrategy:
     fit_fn: Callable[[Market, Any], Any] | None = None
     interval: str = "1h"
     description: str = ""
+    panel_fn: Callable[..., tuple[Panel, ...]] | None = None
 
     def fit(self, market: Market, params: Any) -> Any:
         return None if self.fit_fn is None else self.fit_fn(market, params)
@@ -89,16 +126,21 @@ class RegisteredStrategy:
     def default_params(self) -> Any:
         return self.params_cls()
 
+    def panels(self, market: Market, params: Any, mode: Mode = "live", fitted: Any = None
+               ) -> tuple[Panel, ...]:
+        """The strategy's own panels at the last bar of `market` (none when it has no panel)."""
+        return () if self.panel_fn is None else tuple(self.panel_fn(market, params, mode, fitted))
+
 
 _REGISTRY: dict[str, RegisteredStrategy] = {}
 
 
 def register(name: str, params_cls: type, *, fit: Callable | None = None, interval: str = "1h",
-             description: str = "") -> Callable:
+             description: str = "", panel: Callable | None = None) -> Callable:
     """Decorator for `generate(market, params, mode, fitted) -> Signals`."""
 
     def deco(fn: Callable[..., Signals]) -> Callable[..., Signals]:
-        _REGISTRY[name] = RegisteredStrategy(name, params_cls, fn, fit, interval, description)
+        _REGISTRY[name] = RegisteredStrategy(name, params_cls, fn, fit, interval, description, panel)
         return fn
 
     return deco

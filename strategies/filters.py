@@ -5,9 +5,17 @@ Each returns an `allowed` bool mask of shape (n_bars, n_coins) (and, where it gr
 gates, a score multiplier). `direction` is a (n_bars, n_coins) array of -1/0/+1 or a scalar +1/-1;
 bars with direction 0 are always allowed. A filter rejects only on evidence: where its input is
 unknown (indicator warm-up, missing open interest) it passes, with multiplier 1.
+
+Inside `recording()` every filter also appends its verdict (a `Verdict`), so a caller can show
+which filter passed or blocked what from the very masks `generate` combined (`sweep signals`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,6 +44,44 @@ MA_GATE_WINDOW, MA_GATE_TOL = 200, 0.02
 EFFICIENCY_REJECT, EFFICIENCY_BOOST = 0.30, 0.70  # below: chop, rejected; above: boosted
 
 
+GATES = {"ma200": "200-MA", "efficiency": "efficiency", "oi": "OI", "funding": "funding",
+         "stop_width": "stop width"}  # verdict name -> label
+
+
+@dataclass(frozen=True, eq=False)
+class Verdict:
+    """One filter call's answer, arrays as the filter returned them (rows of its input)."""
+
+    gate: str  # a GATES key
+    allowed: np.ndarray  # bool
+    side: np.ndarray | None  # the sides it judged (-1/0/+1); None: it does not depend on side
+    known: np.ndarray | None  # where its input existed (elsewhere it passes by rule)
+    boost: np.ndarray | None  # the score multiplier it granted, where it grades
+
+
+_VERDICTS: ContextVar[list[Verdict] | None] = ContextVar("filter_verdicts", default=None)
+
+
+@contextmanager
+def recording() -> Iterator[list[Verdict]]:
+    """Collect the verdict of every filter called inside the block, in call order."""
+    token = _VERDICTS.set([])
+    try:
+        yield _VERDICTS.get()
+    finally:
+        _VERDICTS.reset(token)
+
+
+def _record(gate: str, allowed: np.ndarray, side: np.ndarray | None = None,
+            known: Callable[[], np.ndarray] | None = None, boost: np.ndarray | None = None) -> None:
+    """Append a verdict when recording; `known` is computed only then (sweeps pay nothing).
+    Copies: callers combine masks in place (`allowed &= ...`)."""
+    log = _VERDICTS.get()
+    if log is not None:
+        log.append(Verdict(gate, allowed.copy(), None if side is None else np.array(side),
+                           None if known is None else known(), None if boost is None else boost.copy()))
+
+
 def _side(direction, shape: tuple[int, int]) -> np.ndarray:
     return np.broadcast_to(np.sign(np.asarray(direction)), shape)
 
@@ -47,7 +93,9 @@ def ma_gate(close: np.ndarray, direction, n: int = MA_GATE_WINDOW, tol: float = 
     with np.errstate(invalid="ignore"):
         long_bad = (side > 0) & (close < ma * (1.0 - tol))
         short_bad = (side < 0) & (close > ma * (1.0 + tol))
-    return ~(long_bad | short_bad)
+    allowed = ~(long_bad | short_bad)
+    _record("ma200", allowed, side, known=lambda: np.isfinite(ma) & np.isfinite(close))
+    return allowed
 
 
 def efficiency_gate(close: np.ndarray, n: int = 20, reject: float = EFFICIENCY_REJECT,
@@ -58,6 +106,7 @@ def efficiency_gate(close: np.ndarray, n: int = 20, reject: float = EFFICIENCY_R
     with np.errstate(invalid="ignore"):
         allowed = ~(eff < reject)
         mult = np.where(eff > boost, boost_mult, 1.0)
+    _record("efficiency", allowed, known=lambda: np.isfinite(eff), boost=mult)
     return allowed, mult
 
 
@@ -78,6 +127,7 @@ def funding_filter(funding: np.ndarray, direction, headwind_cap: float = HEADWIN
     tail = -paid
     mult = np.where(tail >= tailwind_floor,
                     1.0 + np.minimum(bonus * tail / tailwind_floor, bonus_cap), 1.0)
+    _record("funding", allowed, side, known=lambda: np.isfinite(f), boost=mult)
     return allowed, mult
 
 
@@ -88,14 +138,19 @@ def min_open_interest(market: Market, usd: float = 10e6) -> np.ndarray:
     history, so this gate only bites on data that records it.
     """
     with np.errstate(invalid="ignore"):
-        return ~(market.open_interest * market.close < usd)
+        usd_oi = market.open_interest * market.close
+        allowed = ~(usd_oi < usd)
+    _record("oi", allowed, known=lambda: np.isfinite(usd_oi))
+    return allowed
 
 
 def stop_within(stop: np.ndarray, close: np.ndarray, max_frac: float = MAX_STOP_FRAC) -> np.ndarray:
     """Allowed where the stop distance is at most `max_frac` of the price (see MAX_STOP_FRAC):
     a setup that needs a wider stop is too volatile for the position's isolated margin."""
     with np.errstate(invalid="ignore"):
-        return ~(stop > max_frac * close)
+        allowed = ~(stop > max_frac * close)
+    _record("stop_width", allowed, known=lambda: np.isfinite(stop) & np.isfinite(close))
+    return allowed
 
 
 def reward_risk_gate(target_r, min_rr: float = MIN_REWARD_RISK) -> np.ndarray:

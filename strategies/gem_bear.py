@@ -37,10 +37,10 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.market import Market
-from harness.signals import Signals
+from harness.signals import SIDES, Signals
 from harness.strategy import Mode
 from strategies import indicators as ind
-from strategies.base import param, register
+from strategies.base import Panel, PanelColumn, panel_value, param, register
 from strategies.common import FAMILY_BEAR, finish, pick, rebalance_bars, top_n_mask
 
 ROW_CHUNK = 256  # rows of windows materialised at once (bounds memory on hourly data)
@@ -169,7 +169,30 @@ def report(market: Market, p: Params | None = None, bar: int = -1, mode: Mode = 
     }).sort_values("momentum", key=np.abs, ascending=False, na_position="last", ignore_index=True)
 
 
-@register("gem_bear", Params, interval="1d", description="bear specialist on daily bars: "
+def momentum_ranking(market: Market, p: Params, mode: Mode = "live", fitted=None) -> tuple[Panel, ...]:
+    """The holdings in force at the last bar: the ranking of the latest rebalance bar."""
+    done = np.flatnonzero(rebalance_bars(market, p.rebalance))
+    if done.size == 0:
+        return (Panel("momentum", "Momentum ranking", (), (), note="no rebalance bar yet"),)
+    t = done[-1]
+    g = rank_at(market, p, np.array([t]), mode)
+    mom = g.momentum[0]
+    order = np.argsort(np.where(np.isfinite(mom), -np.abs(mom), np.inf), kind="stable")
+    rows = tuple((market.coins[c], SIDES.get(int(g.side[0, c]), ""), panel_value(mom[c]),
+                  panel_value(g.fit.r[0, c] ** 2), panel_value(g.fit.a1[0, c] - 1.0),
+                  bool(g.eligible[0, c]), panel_value(g.weight[0, c])) for c in order)
+    cols = (PanelColumn("coin", "text"), PanelColumn("held", "text"), PanelColumn("momentum"),
+            PanelColumn("r2", label="r^2"), PanelColumn("growth_per_bar", "percent", "growth /bar"),
+            PanelColumn("eligible", "flag"), PanelColumn("weight", "percent"))
+    th = pick(mode, LIVE, SHADOW)
+    return (Panel("momentum", f"Momentum ranking at the rebalance bar {market.index[t].isoformat()}: "
+                  f"r^{2 * p.r2_exponent} (a1 - 1) 100 over {p.fit_window} bars", cols, rows,
+                  note=f"eligible: r^2 >= {th.r2_min:g}, growth >= {p.min_growth:g}, "
+                       f"|momentum| <= {p.mom_cap:g}, ATR >= {p.atr_floor:.2%} of price; "
+                       f"the top {p.top_n} are held ({p.sides}); rebalance every {p.rebalance} bars"),)
+
+
+@register("gem_bear", Params, interval="1d", panel=momentum_ranking, description="bear specialist on daily bars: "
           "exponential-regression momentum r^2n (a1 - 1) 100, r^2 filter, top_n, inverse-ATR "
           "weights; research it on ../shared/data/hyperliquid at 1d (the 245-day 2022 basket "
           "cannot make the 30 trades a score needs)")

@@ -35,7 +35,7 @@ from harness.signals import Signals
 from harness.strategy import Mode
 from strategies import indicators as ind
 from strategies import ou_nb
-from strategies.base import param, register
+from strategies.base import Panel, PanelColumn, panel_value, param, register
 from strategies.common import FAMILY_FUNDING, finish, pick
 from strategies.filters import FUNDING_HOURS_PER_QUOTE
 
@@ -82,10 +82,12 @@ class OUFit:
     half_life: np.ndarray
     n_bars: int  # length of the window it was fitted on
 
-    def half_life_for(self, market: Market) -> np.ndarray:
-        """(n_coins,) half-lives aligned with `market.coins`; NaN for a coin not fitted."""
+    def aligned(self, market: Market) -> np.ndarray:
+        """(4, n_coins) theta, mu, sigma, half-life aligned with `market.coins` (NaN: not fitted)."""
         pos = {c: i for i, c in enumerate(self.coins)}
-        return np.array([self.half_life[pos[c]] if c in pos else np.nan for c in market.coins])
+        fit = np.vstack([self.theta, self.mu, self.sigma, self.half_life])
+        fit = np.hstack([fit, np.full((4, 1), np.nan)])  # column -1: a coin not fitted
+        return fit[:, [pos.get(c, -1) for c in market.coins]]
 
 
 def quality(half_life: np.ndarray, z: np.ndarray) -> np.ndarray:
@@ -109,6 +111,14 @@ def fit_ou(market: Market, p: Params) -> OUFit:
     return OUFit(market.coins, res[0], res[1], res[2], res[3], market.n_bars)
 
 
+def ou_in_force(market: Market, p: Params, fitted: OUFit | None, where: np.ndarray) -> np.ndarray:
+    """(4, n_bars, n_coins) theta, mu, sigma, half-life that `generate` uses at the bars of
+    `where`: the fitted OU when there is one, else the causal rolling fit (NaN elsewhere)."""
+    if fitted is None:
+        return ou_nb.rolling_ou_fit(_funding(market), p.ou_window, _hours(market), MIN_PAIRS, where)
+    return np.broadcast_to(fitted.aligned(market)[:, None, :], (4,) + where.shape)
+
+
 def funding_z(market: Market, p: Params) -> np.ndarray:
     """The funding z-score of `p.z_method` (see the module doc); NaN where unknown."""
     f = _funding(market)
@@ -118,8 +128,33 @@ def funding_z(market: Market, p: Params) -> np.ndarray:
     return z
 
 
-@register("ou_funding", Params, fit=fit_ou, description="fade funding extremes (Kalman |z| > 2) "
-          "on coins whose funding OU half-life is 2-24 h; time stop 2x half-life")
+def half_life_dashboard(market: Market, p: Params, mode: Mode = "live",
+                        fitted: OUFit | None = None) -> tuple[Panel, ...]:
+    """Every coin at the last bar ranked by quality, with the OU in force and the funding z."""
+    t = market.n_bars - 1
+    where = np.zeros((market.n_bars, market.n_coins), dtype=bool)
+    where[t] = True
+    theta, mu, sigma, hl = ou_in_force(market, p, fitted, where)[:, t]
+    z = funding_z(market, p)[t]
+    q = quality(hl, z)
+    f = _funding(market)[t]
+    order = np.argsort(np.where(np.isfinite(q), -q, np.inf), kind="stable")
+    rows = tuple((market.coins[c], *(panel_value(a[c]) for a in (q, z, hl, theta, mu, sigma, f)))
+                 for c in order)
+    fit = (f"OU fitted on {fitted.n_bars} bars" if fitted is not None
+           else f"rolling OU over the last {p.ou_window} bars")
+    return (Panel("half_life", "Half-life dashboard: quality = exp(-half_life / 12) * min(|z| / 3, 1)",
+                  (PanelColumn("coin", "text"), PanelColumn("quality"), PanelColumn("z"),
+                   PanelColumn("half_life_h", label="half-life h"),
+                   PanelColumn("theta_per_h", label="theta /h"), PanelColumn("mu"),
+                   PanelColumn("sigma"), PanelColumn("funding_per_h", "percent", "funding /h")),
+                  rows, note=f"{fit}; z: {p.z_method}; funding, mu and sigma per hour"),)
+
+
+
+@register("ou_funding", Params, fit=fit_ou, panel=half_life_dashboard,
+          description="fade funding extremes (Kalman |z| > 2) on coins whose funding OU "
+          "half-life is 2-24 h; time stop 2x half-life")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted: OUFit | None = None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
     f = _funding(market)
@@ -129,10 +164,7 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted: OUFit | Non
         if th.paid:
             side = np.where(side * f < 0, side, 0.0)  # short needs f > 0, long f < 0
     cand = side != 0
-    if fitted is None:
-        hl = ou_nb.rolling_ou_fit(f, p.ou_window, _hours(market), MIN_PAIRS, cand)[3]
-    else:
-        hl = np.broadcast_to(fitted.half_life_for(market), z.shape)
+    hl = ou_in_force(market, p, fitted, cand)[3]
     with np.errstate(invalid="ignore"):
         ok = cand & (hl >= th.hl_min) & (hl <= th.hl_max)
     d = np.where(ok, side, 0).astype(np.int8)

@@ -29,7 +29,7 @@ from harness.market import Market
 from harness.signals import Signals
 from harness.strategy import Mode
 from strategies import indicators as ind
-from strategies.base import param, register
+from strategies.base import Panel, PanelColumn, panel_value, param, register
 from strategies.common import FAMILY_RANK, finish, pick, rebalance_bars, top_n_mask
 from strategies.filters import efficiency_gate, ma_gate, min_open_interest
 
@@ -66,6 +66,7 @@ class Ranking:
     momentum: np.ndarray
     inv_vol: np.ndarray
     funding_z: np.ndarray
+    ranks: np.ndarray  # (3, n_bars, n_coins): rank(|momentum|), rank(1/vol), rank(|funding z|)
     composite: np.ndarray
     rebalance: np.ndarray  # (n_bars,) bool
 
@@ -87,17 +88,44 @@ def ranking(market: Market, p: Params) -> Ranking:
         inv_vol = 1.0 / vol
     fz = ind.rolling_z(np.where(market.listed, market.funding, np.nan), p.fz_window)
     rb = rebalance_bars(market, p.rebalance)
-    comp = np.full(c.shape, np.nan)
+    ranks = np.full((3,) + c.shape, np.nan)
     rows = np.flatnonzero(rb)
     if rows.size:
         m, iv, f = mom[rows], inv_vol[rows], fz[rows]
         known = np.isfinite(m) & np.isfinite(iv) & np.isfinite(f) & market.listed[rows]
-        ranks = [pct_rank(np.where(known, a, np.nan)) for a in (np.abs(m), iv, np.abs(f))]
-        comp[rows] = W_MOMENTUM * ranks[0] + W_INV_VOL * ranks[1] + W_FUNDING_Z * ranks[2]
-    return Ranking(mom, inv_vol, fz, comp, rb)
+        for i, a in enumerate((np.abs(m), iv, np.abs(f))):
+            ranks[i, rows] = pct_rank(np.where(known, a, np.nan))
+    comp = W_MOMENTUM * ranks[0] + W_INV_VOL * ranks[1] + W_FUNDING_Z * ranks[2]
+    return Ranking(mom, inv_vol, fz, ranks, comp, rb)
 
 
-@register("xsection_rank", Params, description="cross-sectional ranker: 0.40 momentum + 0.30 "
+def composite_ranking(market: Market, p: Params, mode: Mode = "live", fitted=None) -> tuple[Panel, ...]:
+    """The ranking in force at the last bar: that of the latest rebalance bar, best first."""
+    rk = ranking(market, p)
+    done = np.flatnonzero(rk.rebalance)
+    if done.size == 0:
+        return (Panel("composite", "Composite ranking", (), (), note="no rebalance bar yet"),)
+    t = done[-1]
+    top = top_n_mask(rk.composite[t:t + 1], p.top_n)[0]
+    order = np.argsort(np.where(np.isfinite(rk.composite[t]), -rk.composite[t], np.inf), kind="stable")
+    rows = tuple((market.coins[c], bool(top[c]), *(panel_value(a) for a in (
+        rk.composite[t, c], *rk.ranks[:, t, c], rk.momentum[t, c], 1.0 / rk.inv_vol[t, c],
+        rk.funding_z[t, c]))) for c in order)
+    cols = (PanelColumn("coin", "text"), PanelColumn("top", "flag"), PanelColumn("composite"),
+            PanelColumn("rank_momentum", label="rank |mom|"),
+            PanelColumn("rank_inv_vol", label="rank 1/vol"),
+            PanelColumn("rank_funding_z", label="rank |fz|"), PanelColumn("momentum", "percent"),
+            PanelColumn("vol_per_bar", "percent", "vol /bar"), PanelColumn("funding_z", label="funding z"))
+    when = market.index[t].isoformat()
+    return (Panel("composite", f"Composite ranking at the rebalance bar {when}: "
+                  f"{W_MOMENTUM:.2f} rank |momentum| + {W_INV_VOL:.2f} rank 1/vol + "
+                  f"{W_FUNDING_Z:.2f} rank |funding z|", cols, rows,
+                  note=f"the top {p.top_n} trade unless a gate blocks them (table above, at "
+                       f"rebalance bars); rebalance every {p.rebalance} bars"),)
+
+
+
+@register("xsection_rank", Params, panel=composite_ranking, description="cross-sectional ranker: 0.40 momentum + 0.30 "
           "inverse-vol + 0.30 |funding z| ranks, top 10, efficiency / 200-MA / OI gates")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)

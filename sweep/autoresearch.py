@@ -57,10 +57,14 @@ def _typed(params_cls: type, raw: dict[str, Any]) -> tuple[Any, list[str]]:
 
 
 def incumbent(ctx: Context) -> Incumbent:
-    best = best_comparable(ctx)
+    return incumbent_of(ctx.strategy.params_cls, best_comparable(ctx))
+
+
+def incumbent_of(params_cls: type, best: dict[str, Any] | None) -> Incumbent:
+    """The Incumbent of a `best_comparable` / `best_trial` row (the defaults when None)."""
     if best is None:
-        return Incumbent(ctx.strategy.params_cls(), "defaults", math.nan)
-    params, _ = _typed(ctx.strategy.params_cls, json.loads(best["params"]))
+        return Incumbent(params_cls(), "defaults", math.nan)
+    params, _ = _typed(params_cls, json.loads(best["params"]))
     return Incumbent(params, f"{best['study']} #{int(best['trial'])}", float(best["score"]))
 
 

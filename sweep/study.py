@@ -598,16 +598,22 @@ def best_score(results_dir: Path, study_name: str) -> float:
 def best_comparable(ctx: Context, exclude_study: str | None = None) -> dict[str, Any] | None:
     """The best scored trial of this strategy under the same harness, data and friction
     (results of other hashes, data or costs are not comparable), optionally outside a study."""
-    if not results.has_rows(ctx.cfg.results, "trials"):
+    return best_trial(ctx.cfg.results, ctx.strategy.name, ctx.prov.harness_hash,
+                      ctx.prov.data_fingerprint, ctx.friction_version, exclude_study)
+
+
+def best_trial(results_dir: Path, strategy: str, harness: str, data_fingerprint: str,
+               friction_version: str, exclude_study: str | None = None) -> dict[str, Any] | None:
+    """`best_comparable` by its keys: the row (study, trial, score, worst_fold, params) or None."""
+    if not results.has_rows(results_dir, "trials"):
         return None
     df = results.query(
-        ctx.cfg.results,
+        results_dir,
         "SELECT study, trial, score, worst_fold, params FROM trials WHERE strategy = ? AND "
         "harness_hash = ? AND data_fingerprint = ? AND sim_model_version = ? AND "
         "status = 'complete' AND isfinite(score) AND study IS DISTINCT FROM ? "
         "ORDER BY score DESC, finished_at LIMIT 1",
-        [ctx.strategy.name, ctx.prov.harness_hash, ctx.prov.data_fingerprint,
-         ctx.friction_version, exclude_study],
+        [strategy, harness, data_fingerprint, friction_version, exclude_study],
     )
     return df.iloc[0].to_dict() if len(df) else None
 
