@@ -21,11 +21,11 @@ rarely trend. The 2022 bear basket (../shared/data/binance/bear_portfolio_2022_1
 days of EUR, PAXG and two stablecoins that stop in the autumn) leaves 164 out-of-sample days
 with the default folds and two coins that move enough to pay their costs; nothing rose from
 May to mid-November, so the long-only specialist holds cash and closes 0-5 trades, and with the
-short side at most about 15. DESIGN's minimum of 30 closed trades cannot be met there, so every
-trial on it is rejected (`trades < 30`, the minimum recorded on each results row as
-`min_trades`). Its research dataset is ../shared/data/hyperliquid at 1d (172 perps, Sep 2024 -
-Mar 2025 with the 2025 altcoin bear), where a default `sweep run --strategy gem_bear --data
-../shared/data/hyperliquid` scores about a fifth of its trials.
+short side at most about 15 (live thresholds). DESIGN's minimum of 30 closed trades cannot be
+met there, so every trial on it is rejected (`trades < 30`, the minimum recorded on each
+results row as `min_trades`). Its research dataset is ../shared/data/hyperliquid at 1d (172
+perps, Sep 2024 - Mar 2025 with the 2025 altcoin bear), where `sweep run --strategy gem_bear
+--data ../shared/data/hyperliquid` with the defaults scores most of its trials.
 """
 
 from __future__ import annotations

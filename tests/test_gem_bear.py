@@ -156,3 +156,25 @@ def test_short_side_holds_the_steadiest_faller_and_the_atr_floor_skips_a_still_c
     rb = np.flatnonzero(gb.rebalance_bars(m, base.rebalance))
     last = rb[rb >= 59][-1]
     assert sig.direction[last].tolist() == [0, -1, 0, 0]
+
+
+@pytest.mark.slow
+def test_researchable_on_hyperliquid_daily_and_why_not_on_the_2022_basket(tmp_path):
+    """`sweep run --strategy gem_bear` with the default folds and sampler: on
+    ../shared/data/hyperliquid at 1d trials are scored; on the 245-day 2022 basket none reaches 30 trades (the
+    reason the strategy's description gives), and each rejection says why."""
+    from _strategy_markets import BEAR, HL
+
+    from sweep import results
+    from sweep.study import StudyConfig, run_study
+
+    if not (HL / "candles_1h.parquet").exists() or real_daily_market() is None:
+        pytest.skip("../shared/data not found (set HLQ_SHARED_DATA)")
+    run_study(StudyConfig(strategy="gem_bear", data=str(HL), trials=96, results=tmp_path / "hl"))
+    hl = results.query(tmp_path / "hl", "SELECT status, min_trades, base_n_trades FROM trials")
+    assert (hl.status == "complete").sum() >= 5 and (hl.min_trades == 30).all()
+    run_study(StudyConfig(strategy="gem_bear", data=str(BEAR), trials=96, sampler="random",
+                          results=tmp_path / "bear"))
+    bear = results.query(tmp_path / "bear", "SELECT status, rejected, base_n_trades FROM trials")
+    assert (bear.status == "rejected").all() and bear.base_n_trades.max() < 30
+    assert set(bear.rejected) <= {"trades < 30", "stress calmar < 0"}

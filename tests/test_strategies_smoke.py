@@ -1,5 +1,5 @@
 """Slow: every registered strategy with default parameters on ../shared/data through the harness
-(friction v4, walk-forward folds, base and fee stress). Prints the table; asserts sane output
+(the default friction v5, walk-forward folds, base and fee stress). Prints the table; asserts sane output
 (finite metrics, trades where the strategy must trade), never profitability.
 
 Markets: hourly strategies on the coins listed over (nearly) the whole hourly span (116 coins,
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.evaluate import evaluate
-from harness.folds import Folds
+from harness.folds import FoldSpec
 from strategies.base import registry
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,6 @@ pytestmark = pytest.mark.slow
 MUST_TRADE = {"momentum", "mean_reversion", "ema_pullback", "trend_alpha", "zscore_reversion",
               "ou_funding", "xsection_rank", "monday_range", "order_block", "breaker", "sfp",
               "wickflow", "pairflow", "skewflow", "quantflow"}
-DAILY_FOLDS = Folds(k=3, purge_bars=2, embargo_bars=2)  # 245 daily bars: hourly purge makes no sense
 
 
 def _markets():
@@ -47,8 +46,8 @@ def test_every_strategy_evaluates_sanely_on_real_data():
         if market is None:
             problems.append(f"{name}: no real market for interval {strategy.interval}")
             continue
-        folds = DAILY_FOLDS if strategy.interval == "1d" else Folds()
-        ev = evaluate(strategy, None, market, friction="v4", folds=folds)
+        folds = FoldSpec().folds(strategy.interval)  # the CLI default: purge and embargo 24h
+        ev = evaluate(strategy, None, market, folds=folds)  # the default friction (v5)
         rows.append((name, market, ev))
         for which, m in (("base", ev.base), ("stress", ev.stress)):
             if m.n_trades == 0:

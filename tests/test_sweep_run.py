@@ -134,6 +134,17 @@ def test_changed_inputs_refuse_a_named_study(tmp_path, market):
         run_study(cfg(tmp_path, trials=2, study="fixed-name", folds=3), market=market)
 
 
+def test_folds_in_time_are_recorded_as_given_and_as_bars(tmp_path, market, strategy):
+    run_study(cfg(tmp_path, trials=2, test="10d", train="5d", purge="2h", embargo="0"), market=market)
+    rec = json.loads(results.query(tmp_path, "SELECT folds FROM runs")["folds"].iloc[0])
+    assert (rec["test_bars"], rec["train_bars"], rec["purge_bars"], rec["embargo_bars"]) == (240, 120, 2, 0)
+    assert rec["given"] == {"train": "5d", "test": "10d", "purge": "2h", "embargo": "0"}
+    # the same bars typed as counts are the same study: durations change nothing on hourly bars
+    again = run_study(cfg(tmp_path, trials=2, test="240", train="120", purge="2", embargo="0h"),
+                      market=market)
+    assert again.done_before == 2 and again.done_now == 0
+
+
 def test_nsga2_tpe_and_cmaes(tmp_path, market):
     a = run_study(cfg(tmp_path / "a", sampler="nsga2", trials=6, batch=3), market=market)
     b = run_study(cfg(tmp_path / "b", sampler="tpe", trials=6, batch=2), market=market)
