@@ -109,8 +109,9 @@ class Folds:
             if train_len < 1:
                 raise ConfigError(
                     f"default rolling train length = test {test} - purge {self.purge_bars} - "
-                    f"embargo {self.embargo_bars} = {train_len} bars for {what}: give train_bars, "
-                    "use fewer folds, more bars or smaller purge/embargo"
+                    f"embargo {self.embargo_bars} = {train_len} bars for {what}: give a train "
+                    "length (--train), fewer folds (--folds), more bars or a shorter purge and "
+                    "embargo (--purge, --embargo, e.g. 24h)"
                 )
         folds = []
         for j in range(self.k):
@@ -127,7 +128,8 @@ class Folds:
                 raise ConfigError(
                     f"too little data for walk-forward: fold {j} would train on bars "
                     f"[{start}, {stop}) and test on [{t0}, {t1}); {what}; the grid needs about "
-                    f"{need} bars before the lockbox: use more bars, fewer or shorter folds"
+                    f"{need} bars before the lockbox: use more bars, fewer folds (--folds) or "
+                    "shorter ones (--train, --test)"
                 )
             folds.append(Fold((start, stop), (t0, t1)))
         lb_stop = pre - self.purge_bars
