@@ -21,7 +21,8 @@ Signal at bar t when |z| > z_entry and the half-life is in [hl_min, hl_max] hour
 funding is extreme high (crowded longs pay; a short receives funding), long when extreme low.
 Live also requires that the position is paid funding at entry. Time stop = hold_mult x
 half-life (in bars), stop = stop_atr x ATR. Score = quality(half_life, z)
-= exp(-half_life / 12) * min(|z| / 3, 1), which ranks coins (fast reversion, clear extreme).
+= exp(-half_life / 12) * min(|z| / 3, 1), which ranks coins (fast reversion, clear extreme);
+`half_life_dashboard` (its panel in `sweep signals`) ranks every coin by it at the last bar.
 """
 
 from __future__ import annotations

@@ -124,9 +124,9 @@ def composite_ranking(market: Market, p: Params, mode: Mode = "live", fitted=Non
                        f"rebalance bars); rebalance every {p.rebalance} bars"),)
 
 
-
-@register("xsection_rank", Params, panel=composite_ranking, description="cross-sectional ranker: 0.40 momentum + 0.30 "
-          "inverse-vol + 0.30 |funding z| ranks, top 10, efficiency / 200-MA / OI gates")
+@register("xsection_rank", Params, panel=composite_ranking, description="cross-sectional ranker: "
+          "0.40 momentum + 0.30 inverse-vol + 0.30 |funding z| ranks, top 10, efficiency / "
+          "200-MA / OI gates")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
     rk = ranking(market, p)
