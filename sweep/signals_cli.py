@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, DataError
 from harness.market import Market
 from strategies.base import Panel, RegisteredStrategy, get_strategy, registry
 from strategies.filters import GATES
@@ -133,11 +133,24 @@ def signals_command(
         raise ConfigError("--params needs one --strategy and no --incumbent")
     when = parse_at(at)
     markets: dict[str, Market] = {}
+    missing: dict[str, str] = {}  # interval -> why the data cannot give it (--all only)
     for s in chosen:  # load and check everything before computing anything
-        if s.interval not in markets:
-            with err.status(f"loading {s.interval} bars..."):
-                markets[s.interval] = load_market(data, interval=s.interval, coins=_coins(coins))
+        if s.interval not in markets and s.interval not in missing:
+            try:
+                with err.status(f"loading {s.interval} bars..."):
+                    markets[s.interval] = load_market(data, interval=s.interval, coins=_coins(coins))
+            except DataError as exc:
+                if strategy is not None:
+                    raise
+                missing[s.interval] = str(exc)
+                continue
             decision_bar(markets[s.interval], when)
+    for s in chosen:
+        if s.interval in missing:
+            err.print(f"skipped {s.name} ({s.interval} bars): {missing[s.interval]}")
+    chosen = [s for s in chosen if s.interval in markets]
+    if not chosen:
+        raise DataError(f"no strategy can run on this data: {'; '.join(missing.values())}")
     reports = []
     for s in chosen:
         m = markets[s.interval]

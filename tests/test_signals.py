@@ -17,8 +17,9 @@ from _strategy_markets import ROOT, default_market
 from test_causality import _peeking, perturb_after
 
 from harness.errors import ConfigError, HarnessError
-from harness.friction import get_friction
+from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
+from harness.market import interval_seconds
 from harness.resample import resample
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS
 from schemas.signals import SignalsDocumentError, validate_document
@@ -32,9 +33,12 @@ _MARKETS: dict = {}
 
 
 def market_for(strategy):
+    """The embedded default at the strategy's interval; a sub-hourly strategy runs on the hourly
+    bars (the embedded default has none finer): what is compared is the command, not the edge."""
     if strategy.interval not in _MARKETS:
         m = default_market()
-        _MARKETS[strategy.interval] = m if m.interval == strategy.interval else resample(m, strategy.interval)
+        coarser = interval_seconds(strategy.interval) > m.bar_seconds
+        _MARKETS[strategy.interval] = resample(m, strategy.interval) if coarser else m
     return _MARKETS[strategy.interval]
 
 
@@ -199,7 +203,9 @@ def test_json_of_every_strategy_matches_the_schema(cli):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     validate_document(doc)
-    assert [s["strategy"] for s in doc["strategies"]] == [n for n, _ in STRATEGIES]
+    hourly_or_more = [n for n, s in STRATEGIES if interval_seconds(s.interval) >= 3600]
+    assert [s["strategy"] for s in doc["strategies"]] == hourly_or_more  # no 15m bars here
+    assert "skipped sfp (15m bars)" in r.stderr
     panels = {s["strategy"]: [p["name"] for p in s["panels"]] for s in doc["strategies"]}
     assert panels["ou_funding"] == ["half_life"] and panels["xsection_rank"] == ["composite"]
     assert panels["gem_bear"] == ["momentum"]
@@ -224,7 +230,7 @@ def test_tables_render_with_params_and_at(cli):
 def test_incumbent_is_the_best_scored_trial_of_this_harness_and_data(cli, tmp_path):
     m = default_market()
     prov = {"run_id": "r", "harness_hash": harness_hash(), "data_fingerprint": m.fingerprint,
-            "sim_model_version": get_friction("v4").version, "git_commit": "c", "seed": 0}
+            "sim_model_version": get_friction(DEFAULT_FRICTION).version, "git_commit": "c", "seed": 0}
 
     def row(trial, score, window, **kw):
         return {**prov, "command": "run", "strategy": "zscore_reversion", "study": "st",
