@@ -1,4 +1,5 @@
-"""Overfitting statistics (DESIGN section 7): PSR, DSR, effective N, MinTRL, PBO, t-stat.
+"""Overfitting statistics (DESIGN section 7): PSR, DSR, effective N, MinTRL, PBO, t-stat, and
+the multiple-testing corrections (Holm, Benjamini-Hochberg). The reality check is harness.spa.
 
 Sharpe ratios here are PER PERIOD (not annualized) and kurtosis is RAW (3 for a normal), as in
 the papers. Convert an annual Sharpe with `sr / sqrt(periods_per_year)` and an annual variance of
@@ -163,6 +164,13 @@ class PBOResult:
     pbo: float  # share of splits whose in-sample best trial ranks below the OOS median
     logits: np.ndarray  # one logit of the OOS relative rank per split
     n_splits: int
+    best_oos: np.ndarray  # the in-sample best trial's OOS performance, one per split
+
+    @property
+    def p_oos_loss(self) -> float:
+        """Share of splits where the in-sample best trial loses out of sample (performance < 0):
+        the question PBO does not ask (it compares with the median trial, not with zero)."""
+        return float(np.mean(self.best_oos < 0))
 
 
 def _sharpe_from_sums(s1: np.ndarray, s2: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -227,4 +235,35 @@ def pbo_cscv(returns_matrix: np.ndarray, s: int = 16,
     rank = (oos_perf < best_oos).sum(axis=1) + ((oos_perf == best_oos).sum(axis=1) + 1) / 2.0
     w = rank / (n + 1.0)
     logits = np.log(w / (1.0 - w))
-    return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_splits=len(splits))
+    return PBOResult(pbo=float(np.mean(logits <= 0)), logits=logits, n_splits=len(splits),
+                     best_oos=best_oos[:, 0])
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p-values: reject H_i at family-wise level a when adj_i <= a.
+
+    Sorted ascending, adj_(i) = max_{j <= i} min(1, (m - j + 1) p_(j)). NaN p-values are not
+    hypotheses: they stay NaN and do not count in m.
+    """
+    return _adjust(p, lambda q, m: np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q)))
+
+
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini & Hochberg (1995) step-up adjusted p-values (q-values): reject H_i at false
+    discovery rate a when adj_i <= a. Sorted ascending, adj_(i) = min_{j >= i} min(1, m p_(j) / j).
+    NaN p-values stay NaN and do not count in m.
+    """
+    def step_up(q: np.ndarray, m: int) -> np.ndarray:
+        return np.minimum.accumulate(np.minimum(1.0, m * q / np.arange(1, m + 1))[::-1])[::-1]
+
+    return _adjust(p, step_up)
+
+
+def _adjust(p: np.ndarray, fn: Callable[[np.ndarray, int], np.ndarray]) -> np.ndarray:
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size:
+        order = ok[np.argsort(p[ok], kind="mergesort")]
+        out[order] = fn(p[order], ok.size)
+    return out

@@ -8,10 +8,12 @@ from scipy import stats as sps
 
 from harness.errors import ConfigError
 from harness.stats import (
+    benjamini_hochberg,
     dsr,
     effective_n,
     expected_max_sr,
     min_track_record_length,
+    holm,
     pbo_cscv,
     psr,
     t_stat,
@@ -108,6 +110,62 @@ def _pbo_reference(m: np.ndarray, s: int) -> np.ndarray:
         w = sps.rankdata(oos_sr)[best] / (n + 1)
         logits.append(np.log(w / (1 - w)))
     return np.array(logits)
+
+
+def _p_loss_reference(m: np.ndarray, s: int) -> float:
+    """Share of CSCV splits whose in-sample best trial has a negative OOS Sharpe, by loop."""
+    bounds = np.linspace(0, len(m), s + 1).astype(int)
+    blocks = [m[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    losses = []
+    for is_idx in combinations(range(s), s // 2):
+        is_rows = np.concatenate([blocks[i] for i in is_idx])
+        oos_rows = np.concatenate([blocks[i] for i in range(s) if i not in is_idx])
+        best = int(np.argmax(is_rows.mean(0) / is_rows.std(0, ddof=1)))
+        losses.append(oos_rows[:, best].mean() < 0)
+    return float(np.mean(losses))
+
+
+def test_p_oos_loss_matches_a_plain_loop_in_both_directions():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 0.01, size=(240, 10))
+    edge = noise.copy()
+    edge[:, 3] += 0.004  # one real edge: its in-sample win carries out of sample
+    for m in (noise, edge):
+        assert pbo_cscv(m, s=8).p_oos_loss == pytest.approx(_p_loss_reference(m, 8))
+    assert pbo_cscv(edge, s=8).p_oos_loss == 0.0
+    # one noise matrix scatters (splits share blocks); over matrices the in-sample best loses
+    # out of sample about half the time
+    losses = [pbo_cscv(np.random.default_rng(k).normal(0, 0.01, size=(240, 10)), s=8).p_oos_loss
+              for k in range(12)]
+    assert 0.3 < np.mean(losses) < 0.7
+    # a robust study: every trial is good, so PBO (rank vs the median trial) is high while the
+    # in-sample best never loses out of sample: the gate must use the second number
+    robust = rng.normal(0.003, 0.01, size=(480, 20)) + rng.normal(0, 0.01, size=(480, 1))
+    res = pbo_cscv(robust, s=8)
+    assert res.pbo > 0.3 and res.p_oos_loss == 0.0
+
+
+# Benjamini & Hochberg (1995), J. R. Statist. Soc. B 57(1), p. 295: the 15 p-values of their
+# example; at q = 0.05 the step-up procedure rejects the four smallest.
+BH_1995 = np.array([0.0001, 0.0004, 0.0019, 0.0095, 0.0201, 0.0278, 0.0298, 0.0344, 0.0459,
+                    0.3240, 0.4262, 0.5719, 0.6528, 0.7590, 1.0000])
+
+
+def test_benjamini_hochberg_published_example():
+    adj = benjamini_hochberg(BH_1995[::-1])[::-1]  # order of the input does not matter
+    assert int((adj <= 0.05).sum()) == 4
+    np.testing.assert_allclose(adj, sps.false_discovery_control(BH_1995, method="bh"), rtol=1e-12)
+
+
+def test_holm_by_hand():
+    # Holm at 0.05 on the same p-values: 15 x 0.0001, 14 x 0.0004, 13 x 0.0019 = 0.0247 pass,
+    # 12 x 0.0095 = 0.114 stops the step-down: three rejections
+    adj = holm(BH_1995)
+    assert int((adj <= 0.05).sum()) == 3
+    assert adj[:4] == pytest.approx([0.0015, 0.0056, 0.0247, 0.114])
+    assert np.all(np.diff(adj) >= 0) and adj.max() == 1.0
+    # NaN is not a hypothesis: it does not count in m
+    assert holm(np.array([0.01, np.nan, 0.04])) == pytest.approx([0.02, np.nan, 0.04], nan_ok=True)
 
 
 def test_pbo_matches_a_plain_loop():
