@@ -22,7 +22,7 @@ from harness.atomic import atomic_write
 from harness.errors import HarnessError
 from harness.friction import FEE_STRESS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).resolve().parent / "live_candidates.schema.json"
 EXAMPLE_PATH = SCHEMA_PATH.with_name("live_candidates.example.json")
 
@@ -33,16 +33,18 @@ class CandidatesError(HarnessError):
 
 @dataclass(frozen=True)
 class Gates:
-    """Promotion thresholds (issue 6 defaults); recorded in the file they produced."""
+    """Promotion thresholds (DESIGN section 9 defaults); recorded in the file they produced."""
 
-    top_k: int = 5
+    top_k: int = 5  # top trials per strategy whose OOS trades form the buckets
     min_trades: int = 30
-    min_t: float = 3.0
+    min_t: float = 3.0  # Harvey, Liu & Zhu hurdle on the bucket's t-stat
+    correction: str = "holm"  # "holm" (family-wise) or "bh" (false discovery rate)
+    alpha: float = 0.05  # level of the corrected bucket p-values (0.10 is usual with "bh")
     min_dsr: float = 0.95
-    max_pbo: float = 0.5
+    spa_alpha: float = 0.05
+    max_p_oos_loss: float = 0.25
     stress_mult: float = FEE_STRESS
     lockbox_alpha: float = 0.05
-    lockbox_min_trades: int = 5
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,13 @@ class StressResult:
 
 @dataclass(frozen=True)
 class LockboxResult:
-    n: int
-    mean_r: float | None  # None when the lockbox holds no trade of the bucket
-    welch_t: float | None  # None when either side has fewer than 2 trades
-    welch_p: float | None  # one-sided: lockbox mean below the out-of-sample mean
+    n: int  # the bucket's own lockbox trades
+    mean_r: float | None  # their mean R; None without a trade
+    t_stat: float | None  # t of that mean; None with fewer than 2 trades or no dispersion
+    p_negative: float | None  # one-sided p of "mean R < 0"
+    mde: float | None  # smallest negative mean R the test would catch (80% power); None: n < 2
+    side_n: int  # the candidate's lockbox trades on the bucket's side (every coin)
+    side_mean_r: float | None
     passed: bool
 
 
@@ -66,14 +71,20 @@ class Evidence:
     n: int
     mean_r: float
     t_stat: float
+    p_value: float  # one-sided t-test of mean R > 0
+    p_corrected: float  # after the correction over every bucket examined in the promote run
+    correction: str
+    m_tests: int  # buckets examined (the m of the correction)
     win_rate: float
-    sharpe: float  # daily R, annualized by sqrt(365)
+    sharpe: float  # the bucket's daily R, annualized by sqrt(365)
     max_dd_r: float
-    dsr: float  # N = every trial in the ledger (gated)
-    dsr_effective: float  # effective N by correlation clustering (reported)
+    trial_sharpe: float  # the selected trial's daily OOS returns, annualized
+    dsr: float  # of the selected trial, N = effective trials
+    spa_p: float  # Hansen's SPA over every trial of the study
+    p_oos_loss: float  # CSCV: share of splits where the in-sample best loses out of sample
+    pbo: float
     n_trials: int
     n_trials_effective: float
-    pbo: float
     pooled_trials: int
     stress: StressResult
     lockbox: LockboxResult

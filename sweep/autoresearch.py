@@ -80,7 +80,7 @@ def _run_row(ctx: Context, command: str, n: int, summary: dict, started: Any) ->
         **ctx.prov.row(), "command": command, "strategy": ctx.strategy.name,
         "study": ctx.study_name, "sampler": command, "search_space": results.to_json({}),
         "interval": ctx.cfg.interval, "data_label": ctx.market.label,
-        "coins": ",".join(ctx.cfg.coins or ()), "mode": ctx.cfg.mode, "n_coins": ctx.market.n_coins, "n_bars": ctx.market.n_bars,
+        "coins": ",".join(ctx.cfg.coins or ()), "data_locator": ctx.locator, "mode": ctx.cfg.mode, "n_coins": ctx.market.n_coins, "n_bars": ctx.market.n_bars,
         "detail": ctx.cfg.detail or "",
         "folds": results.to_json(ctx.cfg.fold_spec.record(ctx.folds)), "trials_target": n, "jobs": 1,
         "storage": None, "code_hash": code_hash(), "git_dirty": dirty, "argv": ctx.cfg.argv,

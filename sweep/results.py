@@ -106,6 +106,8 @@ RUNS = register_table("runs", (
     ("interval", "str", "bar interval"),
     ("data_label", "str", "data source; SYNTHETIC (...) for the embedded default"),
     ("coins", "str", "the --coins asked for, comma-separated (empty: every coin of the data)"),
+    ("data_locator", "json", "where the market is: source, interval, coins, first and last bar "
+                             "(sweep.results.data_locator); promote reloads it from this"),
     ("mode", "str", "live | shadow thresholds"),
     ("n_coins", "int", "coins in the market"),
     ("n_bars", "int", "bars in the market (lockbox included)"),
@@ -161,6 +163,18 @@ TRADES = register_table("trades", (
 ), "Closed out-of-sample trades of each trial (base friction): every column of the harness "
    "trade record (strategy, coin, side, entry_ts, exit_ts, r_multiple, pnl, fees, funding, "
    "exit_reason, session, regime, vol_bucket, ...).", extra_ok=True, commit_with="trials")
+
+
+def data_locator(data: str | Path | None, market: Any) -> str:
+    """JSON naming exactly the market a run evaluated, so `sweep promote` can load it again:
+    the source as `load_market` takes it (an absolute path, or "embedded"), the interval, the
+    coins and the first and last bar open times."""
+    if market.synthetic:
+        source = "embedded"
+    else:
+        source = str(Path("data" if data is None else data).resolve())
+    return to_json({"source": source, "interval": market.interval, "coins": list(market.coins),
+                    "start": market.index[0].isoformat(), "end": market.index[-1].isoformat()})
 
 
 def _table(name: str) -> Table:

@@ -124,6 +124,7 @@ class Context:
     study_name: str
     code_hash: str
     friction_version: str
+    locator: str  # results.data_locator: where promote finds this market again
     detail: Market | None = None  # the lower-interval bars of the same coins (cfg.detail)
 
 
@@ -199,7 +200,7 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     chash = code_hash(strategy)
     name = cfg.study or default_study_name(cfg, prov, folds, chash, interval)
     return Context(replace(cfg, interval=interval), strategy, market, folds, space, prov, name,
-                   chash, friction.version, detail)
+                   chash, friction.version, results.data_locator(cfg.data, market), detail)
 
 
 def load_detail(data: str | None, interval: str, market: Market) -> Market:
@@ -568,6 +569,7 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
         "study": ctx.study_name, "sampler": cfg.sampler,
         "search_space": results.to_json(ctx.space.to_json()), "interval": cfg.interval,
         "data_label": ctx.market.label, "coins": ",".join(cfg.coins or ()), "mode": cfg.mode,
+        "data_locator": ctx.locator,
         "n_coins": ctx.market.n_coins,
         "n_bars": ctx.market.n_bars, "folds": results.to_json(cfg.fold_spec.record(ctx.folds)),
         "detail": cfg.detail or "", "trials_target": cfg.trials, "jobs": cfg.jobs,

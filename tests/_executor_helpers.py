@@ -15,14 +15,17 @@ from harness.manifest import harness_hash
 from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.simulate import SimConfig, SimResult, simulate
-from schemas.candidates import Gates
+from schemas.candidates import SCHEMA_VERSION, Gates
 from strategies.base import get_strategy, make_params
 
 EVIDENCE = {
-    "n": 40, "mean_r": 0.4, "t_stat": 3.2, "win_rate": 0.5, "sharpe": 1.5, "max_dd_r": 6.0,
-    "dsr": 0.97, "dsr_effective": 0.98, "n_trials": 200, "n_trials_effective": 40.0, "pbo": 0.2,
-    "pooled_trials": 3, "stress": {"fee_mult": 1.5, "n": 40, "mean_r": 0.3},
-    "lockbox": {"n": 8, "mean_r": 0.35, "welch_t": -0.2, "welch_p": 0.4, "passed": True},
+    "n": 40, "mean_r": 0.4, "t_stat": 3.2, "p_value": 0.0014, "p_corrected": 0.02,
+    "correction": "holm", "m_tests": 12, "win_rate": 0.5, "sharpe": 1.5, "max_dd_r": 6.0,
+    "trial_sharpe": 2.5, "dsr": 0.97, "spa_p": 0.01, "p_oos_loss": 0.1, "pbo": 0.2,
+    "n_trials": 200, "n_trials_effective": 40.0, "pooled_trials": 3,
+    "stress": {"fee_mult": 1.5, "n": 40, "mean_r": 0.3},
+    "lockbox": {"n": 8, "mean_r": 0.35, "t_stat": 1.1, "p_negative": 0.85, "mde": 0.7,
+                "side_n": 20, "side_mean_r": 0.3, "passed": True},
 }
 LOOSE_KILL = {"max_drawdown_r": 1000.0, "window_trades": 1000, "min_win_rate": 0.0,
               "expected_r_low": -1000.0, "expected_r_high": 1000.0}
@@ -44,7 +47,7 @@ def every_bucket(strategy: str, coins, params: dict | None = None, interval: str
 
 
 def candidates_doc(buckets: list[dict], harness: str | None = None) -> dict:
-    return {"schema_version": 1, "generated_at": "2025-01-01T00:00:00Z",
+    return {"schema_version": SCHEMA_VERSION, "generated_at": "2025-01-01T00:00:00Z",
             "harness_hash": harness or harness_hash(), "friction_version": TRADED_FRICTION.version,
             "data_fingerprint": "test", "data_source": "test", "gates": asdict(Gates()),
             "buckets": buckets}

@@ -83,7 +83,7 @@ def test_empty_bucket_list_is_valid(example_doc):
 
 @pytest.mark.parametrize("breakage, where", [
     (lambda d: d.pop("harness_hash"), "(top level)"),
-    (lambda d: d.update(schema_version=2), "schema_version"),
+    (lambda d: d.update(schema_version=99), "schema_version"),
     (lambda d: d["buckets"][0].update(session="NY"), "buckets/0/session"),
     (lambda d: d["buckets"][0].update(side="flat"), "buckets/0/side"),
     (lambda d: d["buckets"][0].update(coins=[]), "buckets/0/coins"),
@@ -136,3 +136,12 @@ def test_schema_file_is_draft_2020_12():
 
     schema = json.loads(Path(SCHEMA_PATH).read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_evidence_carries_every_field_design_section_9_names():
+    """n, mean R, t, corrected p, DSR, SPA p, P(OOS loss), PBO, Sharpe, max DD, lockbox n,
+    mean R and power: required, so no promote can leave one out."""
+    ev = load_schema()["$defs"]["evidence"]
+    assert {"n", "mean_r", "t_stat", "p_corrected", "correction", "dsr", "spa_p", "p_oos_loss",
+            "pbo", "sharpe", "max_dd_r", "lockbox"} <= set(ev["required"])
+    assert {"n", "mean_r", "mde"} <= set(ev["properties"]["lockbox"]["required"])

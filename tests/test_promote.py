@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import typer
 from scipy import stats as sps
+from sweep.promote_stats import KillSpec, kill_criteria, max_drawdown_r, welch_below
 from typer.testing import CliRunner
 
 from harness.market import Market
@@ -32,7 +33,6 @@ from schemas.candidates import CandidatesError, Gates, load_candidates, validate
 from strategies.base import param, register
 from sweep import promote_cli, results
 from sweep.promote import PromoteError, run_promotion
-from sweep.promote_stats import KillSpec, kill_criteria, max_drawdown_r, welch_below
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGE_HOUR, NOISE_LONG_HOUR, NOISE_SHORT_HOUR = 15, 3, 9  # decision-bar close hours (UTC)
