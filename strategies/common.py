@@ -32,6 +32,7 @@ FAMILY_WICK = 7  # wickflow
 FAMILY_PAIR = 8  # pairflow (both legs of a pair trade share one key)
 FAMILY_PREMIUM = 9  # skewflow
 FAMILY_VOL_REGIME = 10  # quantflow
+FAMILY_SEASONAL = 11  # hour_of_day
 
 VOL_FAST, VOL_SLOW = 14, 100  # vol_bucket: ATR(14) / ATR(100)
 
