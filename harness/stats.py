@@ -103,8 +103,8 @@ def trial_sharpes(returns_matrix: np.ndarray) -> np.ndarray:
         return np.nanmean(r, axis=0) / np.nanstd(r, axis=0, ddof=1)
 
 
-def effective_n(returns_matrix: np.ndarray, threshold: float = 0.95) -> int:
-    """Number of distinct trials: clusters whose out-of-sample returns correlate >= threshold.
+def trial_clusters(returns_matrix: np.ndarray, threshold: float = 0.95) -> np.ndarray:
+    """Cluster label (1..k) of every trial: clusters of trials whose OOS returns correlate >= threshold.
 
     Complete-linkage hierarchical clustering on the distance 1 - corr, cut at 1 - threshold, so
     every pair inside a cluster correlates at least `threshold` (Lopez de Prado (2018),
@@ -116,7 +116,7 @@ def effective_n(returns_matrix: np.ndarray, threshold: float = 0.95) -> int:
         raise ConfigError(f"returns_matrix must be 2-D (T x N trials), got shape {r.shape}")
     n = r.shape[1]
     if n <= 1:
-        return n
+        return np.ones(n, dtype=np.int64)
     r = np.where(np.isfinite(r), r, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(r, rowvar=False)
@@ -126,7 +126,13 @@ def effective_n(returns_matrix: np.ndarray, threshold: float = 0.95) -> int:
     dist = (dist + dist.T) / 2.0
     np.fill_diagonal(dist, 0.0)
     z = linkage(squareform(dist, checks=False), method="complete")
-    return int(fcluster(z, t=1.0 - threshold, criterion="distance").max())
+    return fcluster(z, t=1.0 - threshold, criterion="distance").astype(np.int64)
+
+
+def effective_n(returns_matrix: np.ndarray, threshold: float = 0.95) -> int:
+    """Number of distinct trials: the clusters of `trial_clusters`."""
+    labels = trial_clusters(returns_matrix, threshold)
+    return int(labels.max()) if labels.size else 0
 
 
 def min_track_record_length(sr: float, sr_benchmark: float, skew: float = 0.0,

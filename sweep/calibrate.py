@@ -13,8 +13,9 @@ coins are independent. The oracle's measured OOS Sharpe is reported beside it, s
 Each run writes its market as a dataset folder and its results under the scratch folder, runs an
 Optuna study of the strategy (TPE, the default sampler) through sweep.study, and promote through
 sweep.promote, exactly as the commands do. Strength 0 is pure noise: any promoted bucket is a
-false promotion. Above 0 a run counts as promoted when a bucket of the planted side and session
-is; other promoted buckets are counted as false. Run k of every strength uses seed + k for the
+false promotion. Above 0 a run counts as promoted when a bucket is promoted whose params trade
+the planted side and hold through at least one of the planted bars; other promoted buckets are
+counted as false. Run k of every strength uses seed + k for the
 market noise and the sampler, so strengths differ only by the plant.
 
 On pure noise the costs alone sink nearly every trial (the harness rejects them), so the gate
@@ -32,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from harness.errors import ConfigError
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.metrics import DAYS_PER_YEAR
-from harness.signals import SESSION_START_HOURS, SESSIONS
 from harness.simulate import SimConfig
 from schemas.candidates import Gates
 from strategies.base import get_strategy, make_params
@@ -57,7 +58,7 @@ class CalibrationConfig:
     seed: int = 0
     n_coins: int = 15
     n_bars: int = 5000
-    trials: int = 100
+    trials: int = 60
     gates: Gates = field(default_factory=Gates)
     scratch: Path = Path("results/calibrate")
 
@@ -79,9 +80,11 @@ class Plant:
     side: int  # +1 long, -1 short
     sharpe: float  # asked annual Sharpe of the oracle over the whole market (0: the null)
 
-    @property
-    def session(self) -> str:
-        return SESSIONS[int(np.searchsorted(SESSION_START_HOURS, self.hour, side="right") - 1)]
+    def captured_by(self, params: dict) -> bool:
+        """Do these hour_of_day params hold the planted side through a planted bar?"""
+        planted = {(self.hour + j) % 24 for j in range(1, EDGE_HOLD + 1)}  # close hours of drift bars
+        held = {(int(params["hour"]) + j) % 24 for j in range(1, int(params["hold"]) + 1)}
+        return params["side"] == ("long" if self.side > 0 else "short") and bool(planted & held)
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,9 @@ def make_market_frames(n_coins: int, n_bars: int, seed: int,
     rng = np.random.default_rng(seed)
     idx = pd.date_range("2024-01-01", periods=n_bars, freq="h", tz="UTC")
     sigma = rng.uniform(0.004, 0.010, n_coins)
-    logvol = np.zeros((n_bars, n_coins))
     shocks = rng.normal(0.0, 0.03, (n_bars, n_coins))
-    for t in range(1, n_bars):
-        logvol[t] = 0.995 * logvol[t - 1] + shocks[t]
+    shocks[0] = 0.0
+    logvol = lfilter([1.0], [1.0, -0.995], shocks, axis=0)  # AR(1): v_t = 0.995 v_{t-1} + e_t
     vol = sigma * np.exp(logvol - logvol.var(axis=0) / 2)
     eps = rng.standard_t(T_DOF, (n_bars, n_coins)) / math.sqrt(T_DOF / (T_DOF - 2))
     r = vol * eps
@@ -172,8 +174,7 @@ def one_run(cfg: CalibrationConfig, kind: str, strength: float, k: int) -> RunRe
     report = run_promotion(where / "results", out=where / "live_candidates.json",
                            strategy=cfg.strategy, gates=cfg.gates)
     st = report.studies.get(cfg.strategy)
-    hits = [b for b in report.candidates.buckets if plant is not None and
-            (b.side, b.session) == ("long" if plant.side > 0 else "short", plant.session)]
+    hits = [b for b in report.candidates.buckets if plant is not None and plant.captured_by(dict(b.params))]
     n_promoted = len(report.candidates.buckets)
     edge = kind == "edge"
     return RunResult(kind, strength, seed, plant, bool(hits) if edge else n_promoted > 0,

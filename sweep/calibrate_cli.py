@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -37,7 +38,7 @@ def calibrate_command(
     strategy: str = typer.Option("hour_of_day", "--strategy", "-s", help="Strategy searched (one whose edge "
                                  "calibrate can plant)."),
     seed: int = typer.Option(0, "--seed", help="Run k of every strength uses seed + k (market and sampler)."),
-    trials: int = typer.Option(100, "--trials", min=1, help="Optuna trials per study."),
+    trials: int = typer.Option(60, "--trials", min=1, help="Optuna trials per study."),
     coins: int = typer.Option(15, "--coins", min=1, help="Coins per market."),
     bars: int = typer.Option(5000, "--bars", min=500, help="Hourly bars per market (lockbox included)."),
     scratch: Path = typer.Option(Path("results/calibrate"), "--scratch", help="Scratch folder: one "
@@ -51,8 +52,12 @@ def calibrate_command(
     """
     from sweep.calibrate import CalibrationConfig, calibrate, cells, summary
 
-    cfg = CalibrationConfig(strategy=strategy, strengths=_floats(strengths), null=null, runs=runs, seed=seed,
-                            n_coins=coins, n_bars=bars, trials=trials, scratch=scratch)
+    try:
+        cfg = CalibrationConfig(strategy=strategy, strengths=_floats(strengths), null=null, runs=runs,
+                                seed=seed, n_coins=coins, n_bars=bars, trials=trials, scratch=scratch)
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     t0 = time.monotonic()
     with Progress(TextColumn("calibrate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
