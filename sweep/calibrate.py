@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,14 +40,17 @@ from harness.errors import ConfigError
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.friction import DEFAULT_FRICTION, get_friction
+from harness.market import Market
 from harness.metrics import DAYS_PER_YEAR
 from harness.simulate import SimConfig
+from harness.sources import build_market
 from schemas.candidates import Gates
 from strategies.base import get_strategy, make_params
 
 EDGE_HOLD = 4  # bars the planted drift lasts after the edge hour's close
 T_DOF = 4  # Student-t innovations
-PLANTED = ("hour_of_day",)  # strategies whose edge this module knows how to plant
+PLANTED = ("hour_of_day",)
+SHM = Path("/dev/shm")  # strategies whose edge this module knows how to plant
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,12 @@ def make_market_frames(n_coins: int, n_bars: int, seed: int,
     return candles, funding
 
 
+def make_market(n_coins: int, n_bars: int, seed: int, plant: Plant | None) -> Market:
+    """The same market in memory (no files): for checking the plant, not for a study."""
+    candles, funding = make_market_frames(n_coins, n_bars, seed, plant)
+    return build_market(candles, funding, "1h", f"calibration seed {seed}", synthetic=True)
+
+
 def write_market(folder: Path, n_coins: int, n_bars: int, seed: int, plant: Plant | None) -> Path:
     """The market as a dataset folder (candles_1h.parquet, funding_1h.parquet): what a study
     loads, and what promote finds again through the run's data locator."""
@@ -167,10 +177,15 @@ def one_run(cfg: CalibrationConfig, kind: str, strength: float, k: int) -> RunRe
     where = cfg.scratch / f"{kind}{strength:g}-seed{seed}"
     shutil.rmtree(where, ignore_errors=True)
     data = write_market(where / "data", cfg.n_coins, cfg.n_bars, seed, plant)
-    study = StudyConfig(strategy=cfg.strategy, trials=cfg.trials, seed=seed, data=str(data),
-                        friction=DEFAULT_FRICTION, results=where / "results",
-                        argv=f"sweep calibrate (strength {strength:g}, seed {seed})")
-    outcome = run_study(study)
+    journal = Path(tempfile.mkdtemp(prefix="calibrate-", dir=SHM if SHM.is_dir() else None))
+    try:  # the Optuna journal in memory: its fsync per trial is most of a small study's time
+        study = StudyConfig(strategy=cfg.strategy, trials=cfg.trials, seed=seed, data=str(data),
+                            friction=DEFAULT_FRICTION, results=where / "results",
+                            storage=str(journal / "study.journal"),
+                            argv=f"sweep calibrate (strength {strength:g}, seed {seed})")
+        outcome = run_study(study)
+    finally:
+        shutil.rmtree(journal, ignore_errors=True)
     report = run_promotion(where / "results", out=where / "live_candidates.json",
                            strategy=cfg.strategy, gates=cfg.gates)
     st = report.studies.get(cfg.strategy)

@@ -26,7 +26,9 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _f(v: float, fmt: str) -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return fmt.format(v) if math.isfinite(v) else ("-inf (all rejected)" if v < 0 else "inf")
 
 
 def calibrate_command(

@@ -14,10 +14,9 @@ from typer.testing import CliRunner
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.friction import DEFAULT_FRICTION
-from harness.sources import load_market
 from strategies.base import get_strategy, make_params
 from sweep import calibrate_cli
-from sweep.calibrate import EDGE_HOLD, Plant, make_market_frames, write_market
+from sweep.calibrate import EDGE_HOLD, Plant, make_market, make_market_frames
 
 
 def cli(*args: str):
@@ -36,19 +35,18 @@ def test_noise_has_fat_tails_and_clustering_volatility():
     assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 0.03  # returns themselves do not
 
 
-def test_the_planted_edge_has_the_sharpe_it_is_labelled_with(tmp_path):
+def test_the_planted_edge_has_the_sharpe_it_is_labelled_with():
     """The oracle (trade the planted hour, side and hold) on a long market: its measured
     annual Sharpe is the label within 2.5 standard errors (sqrt(365 / OOS days))."""
     plant = Plant(hour=7, side=-1, sharpe=6.0)
-    data = write_market(tmp_path / "d", 15, 16_000, seed=5, plant=plant)
-    m = load_market(str(data), interval="1h")
+    m = make_market(15, 16_000, seed=5, plant=plant)
     s = get_strategy("hour_of_day")
     params = make_params(s.params_cls, {"hour": 7, "side": "short", "hold": EDGE_HOLD, "stop_atr": 6.0})
     ev = evaluate(s, params, m, friction=DEFAULT_FRICTION, folds=Folds())
     days = len(ev.daily_returns)
     assert ev.base.sharpe == pytest.approx(6.0, abs=2.5 * math.sqrt(365 / days))
-    noise = write_market(tmp_path / "n", 15, 16_000, seed=5, plant=Plant(7, -1, 0.0))  # pays costs
-    ev0 = evaluate(s, params, load_market(str(noise), interval="1h"), friction=DEFAULT_FRICTION, folds=Folds())
+    null = make_market(15, 16_000, seed=5, plant=Plant(7, -1, 0.0))  # the drift pays the costs
+    ev0 = evaluate(s, params, null, friction=DEFAULT_FRICTION, folds=Folds())
     assert ev0.base.sharpe == pytest.approx(0.0, abs=2.5 * math.sqrt(365 / days))
     assert plant.captured_by({"hour": 9, "hold": 2, "side": "short"})  # holds the bar closing 10h
     assert not plant.captured_by({"hour": 11, "hold": 5, "side": "short"})  # after the drift

@@ -112,7 +112,7 @@ def ledger(reader: Reader, strategy: str | None) -> pd.DataFrame:
     if missing:
         raise PromoteError(f"the trials table in {reader.results_dir} lacks {', '.join(missing)}: "
                            "it was not written by this version of `sweep run`")
-    cols = need + [c for c in (*REPRO_FIELDS, "base_max_dd", "finished_at") if c in have]
+    cols = need + [c for c in (*REPRO_FIELDS, "finished_at") if c in have]
     order = " ORDER BY finished_at, study, trial" if "finished_at" in have else ""
     df = reader.df(f"SELECT {', '.join(cols)} FROM trials" + (" WHERE strategy = ?" if strategy else "")
                    + order, [strategy] if strategy else None)
