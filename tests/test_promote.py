@@ -448,3 +448,39 @@ def test_paper_shadow_trades_are_pooled_into_their_bucket(planted, tmp_path):
             assert b.n_shadow == 0 and b.stats.n == base[k].stats.n
     prom = results.query(res, "SELECT n, n_shadow, session, vol_bucket FROM promotions WHERE out LIKE '%b.json'")
     assert prom.loc[(prom["session"] == "US_MAIN") & (prom["vol_bucket"] == "mid"), "n_shadow"].tolist() == [7]
+
+
+def test_study_evidence_on_the_scale_of_the_trial_sharpes():
+    """DSR of the selected trial with SR0 from the trial Sharpes over the same days; the
+    variance behind SR0 is the clusters' and at most the null's 1 / (T - 1)."""
+    from harness.stats import dsr, trial_clusters
+    from sweep.promote.eligible import TrialRef
+    from sweep.promote.evidence import study_evidence
+
+    rng = np.random.default_rng(0)
+    days = pd.date_range("2024-01-01", periods=300, freq="D")
+
+    def long_format(mat: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame([("s", k, d, mat[i, k]) for k in range(mat.shape[1]) for i, d in enumerate(days)],
+                            columns=["study", "trial", "date", "ret"])
+
+    # 20 distinct trials whose true Sharpes differ a lot: observed variance >> 1/(T-1), capped
+    mat = rng.normal(0, 0.01, (300, 20)) + np.linspace(-0.004, 0.004, 20)
+    ev = study_evidence(long_format(mat), TrialRef("s", 19), n_ledger=25)
+    labels = trial_clusters(mat)
+    assert ev.n_effective == labels.max() + 5  # clusters here + the ledger's 5 trials elsewhere
+    assert ev.sr_var_observed > 1 / 299 and ev.sr_var == pytest.approx(1 / 299)
+    assert ev.dsr == pytest.approx(dsr(mat[:, 19], ev.n_effective, 1 / 299), rel=1e-12)
+    assert ev.sharpe == pytest.approx(mat[:, 19].mean() / mat[:, 19].std(ddof=1) * math.sqrt(365))
+    # near-copies of one noise trial: one cluster, a tiny observed variance, used as it is
+    base = rng.normal(0, 0.01, (300, 1))
+    copies = base + rng.normal(0, 0.0005, (300, 8))
+    ev = study_evidence(long_format(copies), TrialRef("s", 0), n_ledger=8)
+    assert ev.n_effective == 1 and ev.sr_var == ev.sr_var_observed == 0.0
+    assert ev.dsr == pytest.approx(dsr(copies[:, 0], 1, 0.0), rel=1e-12)  # N = 1: the PSR vs 0
+    # a day a trial lacks is dropped for every trial: same days, same scale
+    lf = long_format(mat)
+    ev_all = study_evidence(lf, TrialRef("s", 19), n_ledger=20)
+    ev_cut = study_evidence(lf[~((lf["trial"] == 3) & (lf["date"] == days[0]))], TrialRef("s", 19), n_ledger=20)
+    assert ev_cut.days == ev_all.days - 1
+    assert ev_cut.sharpe == pytest.approx(mat[1:, 19].mean() / mat[1:, 19].std(ddof=1) * math.sqrt(365))
