@@ -76,8 +76,8 @@ def spa(returns_matrix: np.ndarray, reps: int = 1000, mean_block: float = 5.0,
     d = d[:, live]
     rng = np.random.default_rng(seed)
     idx = stationary_bootstrap_indices(n, reps, mean_block, rng)
-    counts = np.zeros((reps, n))
-    np.add.at(counts, (np.repeat(np.arange(reps), n), idx.ravel()), 1.0)
+    flat = (np.arange(reps)[:, None] * n + idx).ravel()
+    counts = np.bincount(flat, minlength=reps * n).reshape(reps, n).astype(np.float64)
     dbar = d.mean(axis=0)
     boot = counts @ d / n  # (reps, K) bootstrap means
     omega = np.sqrt(n * np.mean((boot - dbar) ** 2, axis=0))

@@ -25,17 +25,17 @@ def test_one_trial_p_is_the_normal_one_sided_p():
     # with one trial the studentized SPA statistic is the t-stat of the mean, whose null law is
     # N(0, 1) for iid data: p -> 1 - Phi(t)
     x = np.random.default_rng(3).normal(0.12, 1.0, size=(400, 1))
-    res = spa(x, reps=20_000, mean_block=1.0, seed=1)
+    res = spa(x, reps=10_000, mean_block=1.0, seed=1)
     t = x.mean() / (x.std(ddof=0) / np.sqrt(len(x)))
     assert res.statistic == pytest.approx(t, rel=0.02)
-    assert res.p_consistent == pytest.approx(1 - sps.norm.cdf(t), abs=0.006)
+    assert res.p_consistent == pytest.approx(1 - sps.norm.cdf(t), abs=0.008)
     assert res.p_upper == res.p_consistent  # nothing to recentre for a positive mean
 
 
 def test_size_under_the_null_and_power_under_an_edge():
     rng = np.random.default_rng(7)
     reject_null = reject_edge = 0
-    runs = 200
+    runs = 150
     for i in range(runs):
         noise = rng.normal(0.0, 1.0, size=(250, 20))
         reject_null += spa(noise, reps=300, seed=i).p_consistent < 0.05
