@@ -126,7 +126,7 @@ def runs(reader: Reader) -> dict[str, dict]:
         return {}
     cols = reader.columns("runs")
     pick = [c for c in ("run_id", "interval", "mode", "folds", "code_hash", "data_label",
-                        "data_fingerprint", "data_locator") if c in cols]
+                        "data_fingerprint", "data_locator", "detail") if c in cols]
     df = reader.df(f"SELECT {', '.join(pick)} FROM runs")
     return {str(r["run_id"]): r for r in df.to_dict("records")}
 

@@ -65,7 +65,7 @@ def read_lockbox(s: StrategyRun, ref: TrialRef) -> pd.DataFrame:
     """Evaluate the trial on the lockbox (the only place in sweep that does): its closed trades."""
     strat = get_strategy(s.name)
     ev = evaluate(strat, make_params(strat.params_cls, s.params(ref)), s.market, friction=s.friction,
-                  folds=s.folds, lockbox=True, record_trades=True)
+                  folds=s.folds, lockbox=True, record_trades=True, detail=s.detail)
     if ev.trades is None or not len(ev.trades):
         return pd.DataFrame({c: [] for c in TRADE_COLS})
     return normalize_trades(ev.trades)[list(TRADE_COLS)]

@@ -35,6 +35,7 @@ class StrategyRun:
     folds: Folds
     friction: Friction
     run_code: str
+    detail: Market | None = None  # the run's intrabar detail bars (its `detail` column)
     evals: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,7 +61,7 @@ class StrategyRun:
             fr = self.friction.stressed(stress_mult) if kind == "stress" else self.friction
             self.evals[(ref, kind)] = evaluate(
                 strat, make_params(strat.params_cls, self.params(ref)), self.market, friction=fr,
-                folds=self.folds, record_trades=kind == "stress")
+                folds=self.folds, record_trades=kind == "stress", detail=self.detail)
         return self.evals[(ref, kind)]
 
     def reproduces(self, ref: TrialRef) -> str | None:

@@ -144,7 +144,8 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
         runs_, studies, cases = {}, {}, []
         for name, e in sorted(chosen.items()):
             s = StrategyRun(name, e.trials.head(gates.top_k), e.market,
-                            folds_from_record(json.loads(e.run["folds"])), friction, str(e.run["code_hash"]))
+                            folds_from_record(json.loads(e.run["folds"])), friction,
+                            str(e.run["code_hash"]), _detail(e.run, e.market, data))
             tick(f"study evidence {name}")
             runs_[name], studies[name] = s, _study(reader, s, ledger, cur_hash)
             cases += [(s, c) for c in bucket_cases(reader, s, shadow)]
@@ -178,3 +179,14 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
                promote_id, cur_hash, friction.version)
     return PromotionReport(promote_id, cands, tuple(c for _, c in cases),
                            tuple(skipped), studies, out, lockbox.n_reads)
+
+
+def _detail(run: dict, market: Market, data: str | None) -> Market | None:
+    """The intrabar detail bars the run was scored with (None: it used adverse first)."""
+    interval = run.get("detail")
+    if not isinstance(interval, str) or not interval:
+        return None
+    from sweep.study import load_detail
+
+    source = data if data is not None else json.loads(run["data_locator"])["source"]
+    return load_detail(source, interval, market)
