@@ -90,6 +90,8 @@ def close_slot(sf, si, k, reason, level, at_open_, t, g, cash, prm, half_spread,
         row[L.T_EXIT_SLIP] = slip
         row[L.T_SLIPCOST] = sf[k, L.F_SLIPCOST]
         row[L.T_DETAIL] = si[k, L.I_DETAIL]
+        row[L.T_EXIT_SUB] = si[k, L.I_EXIT_SUB]
+    si[k, L.I_EXIT_SUB] = -1
     coin_slot[c] = -1
     si[k, L.I_COIN] = -1
     return cash
@@ -207,14 +209,15 @@ def enter(sf, si, olist, n_open, coin_slot, last_px, last_setup, has_setup, cand
                 j = jj
         cand[j - ea] = False
         n_cand -= 1
-        room = prm[L.P_MAXLEV] * eq_now - gross_now
+        cap = prm[L.P_MAXLEV] * eq_now
+        room = cap - gross_now
         if n_open >= K:
             ev_status[j] = L.ST_NO_SLOT
             continue
         if eq_now <= 0.0:
             ev_status[j] = L.ST_NO_EQUITY
             continue
-        if room <= 0.0:
+        if room <= 1e-9 * cap:  # a rounding residue of a used-up cap is not room
             ev_status[j] = L.ST_GROSS_CAP
             continue
         ev_status[j] = L.ST_FILLED
@@ -226,7 +229,7 @@ def enter(sf, si, olist, n_open, coin_slot, last_px, last_setup, has_setup, cand
         if at_the_open:  # per-coin slippage is priced on the intended notional
             want = 0.0
             if prm[L.P_COIN_SLIP] > 0:
-                want = eq_now * risk_frac / R * raw if sizing_risk else eq_now * fraction
+                want = eq_now * risk_frac / R * raw if sizing_risk else eq_now * fraction / (1.0 + fee_rate)
             slip = fill_slip(prm, half_spread, impact, t, c, min(want, room), st)
         fill = raw * (1.0 + side * slip)
         size = eq_now * risk_frac / R if sizing_risk else eq_now * fraction / (fill * (1.0 + fee_rate))

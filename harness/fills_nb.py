@@ -117,6 +117,7 @@ def open_slot(sf, si, k, c, side, fill, size, notional, R, tgt, trail, fee, slip
     si[k, L.I_PARTIAL] = 0
     si[k, L.I_PART_BAR] = -1
     si[k, L.I_DETAIL] = 0
+    si[k, L.I_EXIT_SUB] = -1
 
 
 @njit(**CALLED)
@@ -268,6 +269,9 @@ def order_matters(sf, si, k, lo, hi, use_trail, trail_start):
         return False
     if adverse:
         return True
+    tgt = sf[k, L.F_TARGET]
+    if tgt == tgt and side * (fav - tgt) > 0.0:
+        fav = tgt  # the target closes the position: the path goes no further in favour
     return side * (adv - raised_stop(sf, si, k, fav, use_trail, trail_start)) <= 0.0
 
 
@@ -284,7 +288,8 @@ def detail_complete(do_, dh, dl, dc, t, c, ratio):
 @njit(**CALLED)
 def walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail, trail_start, prm,
                  half_spread, impact, st):
-    """Steps 1-2 on each detail bar of bar t in order. Returns (reason, level, at open, cash)."""
+    """Steps 1-2 on each detail bar of bar t in order. Returns (reason, level, at open, cash,
+    the detail bar it happened in)."""
     cash = 0.0
     for j in range(ratio):
         row = t * ratio + j
@@ -292,15 +297,15 @@ def walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq, use_trail, tra
             o = do_[row, c]
             reason = at_open(sf, si, k, o, use_liq)
             if reason >= 0:
-                return reason, o, True, cash
+                return reason, o, True, cash, j
             if partial_at_open(sf, si, k, o):
                 cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
         reason, level, got = walk(sf, si, k, dl[row, c], dh[row, c], dc[row, c], t, use_liq,
                                   use_trail, trail_start, prm, half_spread, impact, st)
         cash += got
         if reason >= 0:
-            return reason, level, False, cash
-    return -1, 0.0, False, cash
+            return reason, level, False, cash, j
+    return -1, 0.0, False, cash, -1
 
 
 
@@ -309,27 +314,29 @@ def bar_outcome(sf, si, k, c, t, o, lo, hi, cl, gap_first, ratio, do_, dh, dl, d
                 use_trail, trail_start, prm, half_spread, impact, st):
     """What bar t does to slot k after the fill step: its open first when it was not looked at
     (legacy), nothing on a quiet bar, else the walk, through the detail bars where the order
-    matters and they exist. Returns (reason or -1, level, at open, cash from a partial)."""
+    matters and they exist. Returns (reason or -1, level, at open, cash from a partial, the
+    detail bar of the exit or -1)."""
     cash = 0.0
     if gap_first:
         reason = at_open(sf, si, k, o, use_liq)
         if reason >= 0:
-            return reason, o, True, cash
+            return reason, o, True, cash, -1
         if partial_at_open(sf, si, k, o):
             cash += take_partial(sf, si, k, o, t, prm, half_spread, impact, st)
             band(sf, si, k, use_liq, use_trail, trail_start)
     side = si[k, L.I_SIDE]
     adverse, favourable = touches(sf, si, k, lo if side > 0 else hi, hi if side > 0 else lo)
     if not (adverse or favourable):
-        return -1, 0.0, False, cash  # a quiet bar
+        return -1, 0.0, False, cash, -1  # a quiet bar
     if ratio > 0 and order_matters(sf, si, k, lo, hi, use_trail, trail_start):
         if detail_complete(do_, dh, dl, dc, t, c, ratio):
             st[L.S_DETAIL] += 1.0
             si[k, L.I_DETAIL] = 1
-            reason, level, gap, got = walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc, use_liq,
-                                                  use_trail, trail_start, prm, half_spread, impact, st)
-            return reason, level, gap, cash + got
+            reason, level, gap, got, sub = walk_detail(sf, si, k, c, t, ratio, do_, dh, dl, dc,
+                                                       use_liq, use_trail, trail_start, prm,
+                                                       half_spread, impact, st)
+            return reason, level, gap, cash + got, sub
         st[L.S_DETAIL_MISSING] += 1.0
     reason, level, got = walk(sf, si, k, lo, hi, cl, t, use_liq, use_trail, trail_start, prm,
                               half_spread, impact, st)
-    return reason, level, False, cash + got
+    return reason, level, False, cash + got, -1

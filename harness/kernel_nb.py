@@ -54,9 +54,10 @@ Entries at a fill step compete for free slots (max_positions) and for the gross 
 score first, ties by coin order. Sizing "risk": size = equity * risk_fraction / stop (notional =
 equity * risk_fraction / (stop / entry)); "fraction": notional * (1 + fee) = equity * fraction,
 vectorbt's SizeType.Percent. Equity is cash plus open positions marked at their last close. The
-notional is then cut so that gross notional <= max_leverage * equity. Per-coin slippage is priced
-on the intended notional (at the raw open, after the cap). Every signal gets a fill status
-(FILL_STATUS): filled, or why not.
+notional is then cut so that gross notional <= max_leverage * equity (room left below a
+billionth of the cap is no room: no dust positions). Per-coin slippage is priced on the intended
+notional (at the raw open, after the cap). Every signal gets a fill status (FILL_STATUS):
+filled, or why not.
 
 Liquidation (isolated margin, on with P_LIQ): margin = notional / lev, lev = min(position_leverage,
 coin max), maintenance rate l = 0.5 / coin max; liquidation price where the position's equity is
@@ -64,7 +65,8 @@ l x its notional, backstop price where it is 2/3 of that (harness.margin.thresho
 
 Funding: funding[t] holds the records stamped in (open, close] of bar t (a record stamped H pays
 for the hour ending at H); at the close of t every position open then pays side * size * close *
-funding[t] (a long pays a positive rate). Hyperliquid's rate is per hour: never divided by 8.
+funding[t] (a long pays a positive rate; a bar without a candle pays at the last known close).
+Hyperliquid's rate is per hour: never divided by 8.
 
 v3 de-duplication: per coin, a signal whose setup key equals the key of the position last opened
 on that coin is skipped (setup key 0: no key, never de-duplicated).
@@ -113,11 +115,11 @@ def _fund_and_mark(sf, si, olist, n_open, t, close, funding, last_px, seg_coin, 
         cl = close[t, c]
         if cl == cl:
             last_px[c] = cl
-            if use_funding:
-                amt = side * size * cl * funding[t, c]
-                cash -= amt
-                sf[k, L.F_FUND] += amt
         lp = last_px[c]
+        if use_funding:  # a bar without a candle still pays its hour, at the last close
+            amt = side * size * lp * funding[t, c]
+            cash -= amt
+            sf[k, L.F_FUND] += amt
         v = size * lp
         upnl += side * size * (lp - sf[k, L.F_ENTRY])
         gross += v
@@ -216,11 +218,12 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
                         o, lo, hi = open_[t, c], low[t, c], high[t, c]
                         if not (o == o and lo == lo and hi == hi):
                             continue
-                        reason, level, gap, got = bar_outcome(
+                        reason, level, gap, got, sub = bar_outcome(
                             sf, si, k, c, t, o, lo, hi, close[t, c], not next_open, ratio, do_, dh,
                             dl, dc, use_liq, use_trail, trail_start, prm, half_spread, impact, st)
                         cash += got
                         if reason >= 0:
+                            si[k, L.I_EXIT_SUB] = sub
                             cash = close_slot(sf, si, k, reason, level, gap, t, g, cash, prm,
                                               half_spread, impact, st, trades, tbase, tcap, n_tr,
                                               coin_slot)

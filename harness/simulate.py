@@ -249,6 +249,11 @@ class SimResult:
         self._daily: tuple[pd.DatetimeIndex, np.ndarray] | None = None
 
     @property
+    def detail_ratio(self) -> int:
+        """Detail bars per bar of the intrabar walk (0: no detail)."""
+        return int(self._mk["ratio"])
+
+    @property
     def n_sets(self) -> int:
         return len(self.signals)
 
@@ -392,7 +397,12 @@ class SimResult:
         pbar = rows[:, L.T_PART_BAR].astype(np.int64)
         step = pd.Timedelta(seconds=m.bar_seconds)
         entry_ts = m.index[ebar] + (step * 0 if self.friction.next_open else step)
-        exit_ts = m.index[xbar] + np.where(rows[:, L.T_EXIT_AT_OPEN] > 0, 0, 1) * step
+        # a fill at a bar's open is stamped at it, one inside the bar at its close; inside a
+        # detail bar (the intrabar walk), at that detail bar's open or close
+        after = np.where(rows[:, L.T_EXIT_AT_OPEN] > 0, 0, 1)
+        sub = rows[:, L.T_EXIT_SUB].astype(np.int64)
+        ratio = max(self.detail_ratio, 1)
+        exit_ts = m.index[xbar] + np.where(sub >= 0, (sub + after) * step / ratio, after * step)
         partial = rows[:, L.T_PARTIAL] > 0
         partial_ts = pd.DatetimeIndex(np.where(partial, m.ts_ns[np.maximum(pbar, 0)], np.iinfo(np.int64).min)
                                       .view("datetime64[ns]"), tz="UTC")

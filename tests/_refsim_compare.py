@@ -22,12 +22,15 @@ def close(a: float, b: float, scale: float = 1.0) -> bool:
     return abs(a - b) <= REL * max(abs(a), abs(b), scale)
 
 
-def ref_row(tr: Trade, index: pd.DatetimeIndex, step: pd.Timedelta) -> dict:
+def ref_row(tr: Trade, index: pd.DatetimeIndex, step: pd.Timedelta, ratio: int = 1) -> dict:
     part = tr.partial
+    after = 0 if tr.exit.at_open else 1
+    exit_ts = index[tr.exit_bar] + (after * step if tr.exit.sub < 0
+                                    else (tr.exit.sub + after) * step / ratio)
     return {
         "side": tr.side, "entry_bar": tr.entry_bar, "exit_bar": tr.exit_bar,
         "exit_reason": tr.exit_reason, "partial_taken": part is not None, "detail": tr.detail,
-        "exit_ts": index[tr.exit_bar] + (0 if tr.exit.at_open else 1) * step,
+        "exit_ts": exit_ts,
         "entry_price": tr.entry.price, "exit_price": tr.exit.price, "size": tr.size,
         "notional": tr.notional, "stop_distance": tr.stop_distance, "pnl": tr.pnl,
         "r_multiple": tr.r_multiple, "fees": tr.fees, "funding": tr.funding,
@@ -58,9 +61,9 @@ def compare_trades(res: SimResult, ref: ReferenceResult, p: int = 0) -> list[str
                    f"{only_k[0]}: {kernel[only_k[0]]._asdict()}")
     if only_r:
         out.append(f"{len(only_r)} trades only in the reference, first {only_r[0]}: "
-                   f"{ref_row(refs[only_r[0]], m.index, step)}")
+                   f"{ref_row(refs[only_r[0]], m.index, step, max(res.detail_ratio, 1))}")
     for key in sorted(set(kernel) & set(refs), key=lambda k: (k[0], refs[k].entry_bar, k[1])):
-        k, r = kernel[key]._asdict(), ref_row(refs[key], m.index, step)
+        k, r = kernel[key]._asdict(), ref_row(refs[key], m.index, step, max(res.detail_ratio, 1))
         scale = max(r["notional"], 1.0)
         bad = [name for name, want in r.items()
                if (k[name] != want if name in EXACT else not close(float(k[name]), float(want), scale))]
@@ -160,9 +163,3 @@ def daily_returns(res: SimResult, ref: ReferenceResult) -> np.ndarray:
 def compare(res: SimResult, ref: ReferenceResult, p: int = 0) -> list[str]:
     return (compare_trades(res, ref, p) + compare_status(res, ref, p) + compare_equity(res, ref, p)
             + compare_summary(res, ref, p))
-
-
-def kernel_ties(res: SimResult, p: int = 0) -> dict[tuple[int, int], str]:
-    """The kernel's fill statuses, for the reference's rounding tie-break (see ReferenceSimulator)."""
-    m = res.market
-    return {(int(r.signal_bar), m.coin_index(r.coin)): r.status for r in res.fill_status(p).itertuples()}

@@ -18,6 +18,7 @@ class Fill:
     slippage: float  # fraction of the raw price, against you
     raw: float  # the price before slippage (the open, a level, the close)
     at_open: bool = False
+    sub: int = -1  # the detail bar of the bar it happened in (intrabar walk), -1 otherwise
 
     @property
     def slippage_cost(self) -> float:
@@ -104,7 +105,6 @@ class ReferenceResult:
     status: dict[tuple[int, int], str]  # (signal bar, coin) -> fill status
     counters: list[Counters]
     initial_equity: float
-    rounding_ties: int  # entries decided by `ties`
 
     @property
     def final_equity(self) -> float:

@@ -43,7 +43,7 @@ class _Segment:
         self.halted_day: int | None = None
         self.killed = False
         self.counters = Counters()
-        self.rounding_ties = 0
+        self.sub = -1  # the detail bar being walked
         self.trades: list[Trade] = []
         self.equity = np.empty(stop - start)
 
@@ -94,7 +94,8 @@ class _Segment:
         fee = self.sim.fee * qty * price
         self.counters.fees += fee
         self.counters.slippage_cost += qty * abs(raw - price)
-        return Fill(bar, price, qty, fee, slip, raw, at_open), p.side * qty * (price - p.entry_price) - fee
+        return (Fill(bar, price, qty, fee, slip, raw, at_open, self.sub),
+                p.side * qty * (price - p.entry_price) - fee)
 
     # ---- closing -----------------------------------------------------------------------------
     def close(self, p: Position, raw: float, bar: int, reason: str, at_open: bool) -> None:
@@ -149,8 +150,8 @@ class _Segment:
         """Step 1 for one position: a bar (or detail bar) opening beyond a level fills at the
         open, adverse first. Returns True when the position is closed.
 
-        ASSUMED (kernel agrees): a fill at a detail bar's open is flagged "at open" like one at
-        the bar's own open (the trades table then stamps it with the bar's open time)."""
+        A fill inside a detail bar is stamped with that detail bar's open (at its open) or
+        close (inside it)."""
         s = p.side
         if self.sim.friction.liquidation:
             if s * (o - p.backstop) <= 0:
@@ -234,8 +235,7 @@ class _Segment:
         for level, kind in levels:
             if s * (favourable_extreme - level) >= 0:
                 if kind == "target":
-                    if not self.sim.trail_past_target:
-                        best = level
+                    best = level
                     break
                 stop = p.entry_price  # the partial moves the stop to breakeven
         if s * (best - p.best) < 0:
@@ -258,11 +258,15 @@ class _Segment:
             else:
                 self.counters.detail_walks += 1
                 p.detail = True
-                for j, (o, h, lo, cl) in enumerate(rows):
-                    if j > 0 and self.at_open(p, float(o), t):
-                        return
-                    if self.in_range(p, float(h), float(lo), float(cl), t):
-                        return
+                try:
+                    for j, (o, h, lo, cl) in enumerate(rows):
+                        self.sub = j
+                        if j > 0 and self.at_open(p, float(o), t):
+                            return
+                        if self.in_range(p, float(h), float(lo), float(cl), t):
+                            return
+                finally:
+                    self.sub = -1
                 return
         self.in_range(p, high, low, close, t)
 
@@ -291,14 +295,9 @@ class _Segment:
         o = float(sim.market.open[t, c])
         stop_distance = float(sig.stop[s_bar, c])
         cfg = sim.config
-        room = cfg.max_leverage * equity - self.step_gross
-        if abs(room) <= 1e-9 * equity:  # zero up to rounding: the cap was used up exactly
-            self.rounding_ties += 1
-            if sim.ties.get((s_bar, c), "gross_cap") != "filled":
-                return "gross_cap"
-            # a dust position, as the caller's tie-break says: one rounding unit of the cap
-            room = max(abs(room), math.ulp(cfg.max_leverage * equity))
-        elif room <= 0:
+        cap = cfg.max_leverage * equity
+        room = cap - self.step_gross
+        if room <= 1e-9 * cap:  # a rounding residue of a used-up cap is no room (no dust)
             return "gross_cap"
         if cfg.sizing == "risk":
             size = equity * cfg.risk_fraction / stop_distance
@@ -389,11 +388,9 @@ class _Segment:
         if sim.friction.funding:
             for p in self.positions.values():
                 rate = float(m.funding[t, p.coin])
-                # ASSUMED (kernel agrees): a bar without a candle has no close to charge at, so
-                # its funding record is not charged (DESIGN says "every position open through
-                # that hour"; the docstring's formula needs the bar's close)
-                if rate != 0.0 and self.has_price(t, p.coin):
-                    pay = p.side * p.size * float(m.close[t, p.coin]) * rate
+                # a bar without a candle still pays its hour, at the last known close
+                if rate != 0.0:
+                    pay = p.side * p.size * self.last_close(t, p.coin) * rate
                     p.funding += pay
                     self.cash -= pay
                     self.counters.funding += pay
@@ -436,15 +433,6 @@ class ReferenceSimulator:
     half_spread: np.ndarray | None = None  # friction v5 inputs (harness.costs.CoinCosts arrays)
     impact_coef: np.ndarray | None = None
     max_leverage_by_coin: np.ndarray | None = None
-    # The fill status to take where the gross cap's room is zero up to rounding (an earlier entry
-    # of the same open used it up exactly): the sign of a rounding residue is not a question of
-    # semantics, so a comparison passes the other implementation's statuses here. Default: no room.
-    ties: dict[tuple[int, int], str] = field(default_factory=dict)
-    # The kernel's walk rule as found (a deviation from its docstring, pinned by an xfail test in
-    # tests/test_reference_sim.py): the trailing stop that decides whether to walk a bar is
-    # raised from the bar's whole favourable extreme even where the target closes the position
-    # before the price gets there. False: the docstring's rule.
-    trail_past_target: bool = False
 
     def __post_init__(self) -> None:
         if not self.friction.next_open:
@@ -502,15 +490,12 @@ class ReferenceSimulator:
         return ReferenceResult(
             trades=trades, equity=np.concatenate(chained), segment_equity=[s.equity for s in runs],
             status=dict(self.status), counters=[s.counters for s in runs], initial_equity=init,
-            rounding_ties=sum(s.rounding_ties for s in runs),
         )
 
 
 def reference_simulate(market: Market, signals: Signals, friction: Friction,
                        config: SimConfig = SimConfig(), segments=None, detail: Market | None = None,
                        half_spread: np.ndarray | None = None, impact_coef: np.ndarray | None = None,
-                       max_leverage_by_coin: np.ndarray | None = None,
-                       ties: dict[tuple[int, int], str] | None = None,
-                       trail_past_target: bool = False) -> ReferenceResult:
+                       max_leverage_by_coin: np.ndarray | None = None) -> ReferenceResult:
     return ReferenceSimulator(market, signals, friction, config, segments, detail, half_spread,
-                              impact_coef, max_leverage_by_coin, ties or {}, trail_past_target).run()
+                              impact_coef, max_leverage_by_coin).run()

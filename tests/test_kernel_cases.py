@@ -211,6 +211,19 @@ def test_funding_record_stamped_h_is_charged_at_the_close_of_the_bar_ending_at_h
     assert one_trade(res, 1).funding == pytest.approx(-paid, rel=1e-12)
 
 
+def test_a_bar_without_a_candle_still_pays_its_funding_at_the_last_close():
+    rate = 0.001
+    m = make_market({"BTC": flat(6)}, funding=rate)
+    for name in ("open", "high", "low", "close"):
+        getattr(m, name)[2, 0] = np.nan  # no trade in hour 2: the position is still open
+    m.listed[2, 0] = False
+    sig = Signals.empty(m, "t")
+    signal(sig, 0, +1, stop=5.0)
+    sig.exit[3, 0] = True  # held through the closes of bars 1, 2 and 3
+    tr = one_trade(simulate(m, sig, friction=FREE, config=NO_RISK))
+    assert tr.funding == pytest.approx(3 * 20 * 100.0 * rate, rel=1e-12)
+
+
 def test_ten_hours_of_funding_long_pays_short_receives():
     rate = 0.0001  # per hour, positive: longs pay
     m = make_market({"BTC": flat(13)}, funding=rate)
@@ -392,6 +405,8 @@ def test_intrabar_detail_decides_which_level_came_first():
     assert (coarse.exit_reason, bool(coarse.detail)) == ("stop", False)
     assert (fine.exit_bar, fine.exit_reason, bool(fine.detail)) == (2, "target", True)
     assert fine.exit_price == pytest.approx((ENTRY + 10) * (1 - SLIP), rel=1e-12)
+    assert fine.exit_ts == pd.Timestamp("2024-01-01 02:15", tz="UTC")  # inside the first quarter
+    assert coarse.exit_ts == pd.Timestamp("2024-01-01 03:00", tz="UTC")  # inside the hour
     assert (res.metrics(0).detail_bars, res.metrics(0).detail_missing) == (1, 0)
     # quarters that show the stop first agree with adverse-first
     quarters = {2: [(100, 101, 94, 95), (95, ENTRY + 11, 95, 110), (110, 110, 99, 100),

@@ -7,11 +7,9 @@ targets below and above the partial, trailing distances, wide stops at high leve
 (liquidations), reversals, exits, time stops, six coins competing for three slots, a tight
 gross cap, repeated setup keys, a daily halt and a kill switch that trigger, several segments.
 
-Every trade must agree (exact bars and reasons, prices and pnl to 1e-9 relative), so must the
-per-bar equity, every signal's fill status, the metrics and the per-segment counts. Two things
-are passed from the kernel to the reference, both explained in reference_sim.py: the rounding
-tie-break of an exactly used-up gross cap, and the kernel's walk rule (a known deviation from
-its docstring, pinned by the xfail cases here and in test_reference_sim_edges.py).
+Every trade must agree (exact bars, reasons and timestamps, prices and pnl to 1e-9 relative),
+so must the per-bar equity, every signal's fill status, the metrics and the per-segment counts.
+Nothing is passed from the kernel to the reference but the inputs.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from _refsim_cases import (
     hourly,
     random_entries,
 )
-from _refsim_compare import compare, kernel_ties
+from _refsim_compare import compare
 from reference_sim import reference_simulate
 
 from harness.costs import CoinCosts, coin_costs
@@ -86,8 +84,7 @@ def markets(span: str) -> tuple[Market, dict[str, Market | None], np.ndarray, np
     return _MARKETS[span]
 
 
-def run_case(span: str, gen: str, seed: int, fr: str, cfg: str, segs: str, det: str,
-             trail_past_target: bool = True):
+def run_case(span: str, gen: str, seed: int, fr: str, cfg: str, segs: str, det: str):
     m, details, hs, ic = markets(span)
     if fr == "v5-est":  # harness/costs.py's own estimates, as inputs to both sides
         est = coin_costs(m, V5.costs)
@@ -98,8 +95,7 @@ def run_case(span: str, gen: str, seed: int, fr: str, cfg: str, segs: str, det: 
     costs = CoinCosts(hs, ic, hs, hs) if friction.costs else None
     res = simulate(m, sig, friction, config, segments, detail=details[det], costs=costs)
     cost_kw = {"half_spread": hs, "impact_coef": ic} if friction.costs else {}
-    ref = reference_simulate(m, sig, friction, config, segments, detail=details[det],
-                             ties=kernel_ties(res), trail_past_target=trail_past_target, **cost_kw)
+    ref = reference_simulate(m, sig, friction, config, segments, detail=details[det], **cost_kw)
     return res, ref
 
 
@@ -175,25 +171,18 @@ def test_many_sets_in_one_kernel_call():
     sigs = [ema_cross(m, 1), random_entries(m, 1), ema_cross(m, 2), random_entries(m, 2)]
     res = simulate(m, sigs, V5, CONFIGS["tight"], costs=CoinCosts(hs, ic, hs, hs))
     for p, sig in enumerate(sigs):
-        ref = reference_simulate(m, sig, V5, CONFIGS["tight"], half_spread=hs, impact_coef=ic,
-                                 ties=kernel_ties(res, p))
+        ref = reference_simulate(m, sig, V5, CONFIGS["tight"], half_spread=hs, impact_coef=ic)
         assert compare(res, ref, p) == [], sig.strategy
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel walks bars the docstring does not: a trailing stop raised from the bar's whole "
-    "extreme, beyond the target that closes the position first (see "
-    "test_reference_sim_edges.py::test_walk_only_where_the_order_inside_the_bar_matters)"))
 def test_the_walk_rule_of_the_docstring_on_real_data():
-    res, ref = run_case("detail", "ema", 1, "v4", "norisk", "one", "15m", trail_past_target=False)
+    res, ref = run_case("detail", "ema", 1, "v4", "norisk", "one", "15m")
     assert compare(res, ref) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not a docstring violation but a trade that cannot exist: when an earlier entry of the same "
-    "open used the gross cap up exactly, the rounding residue (+1.8e-12 of notional) is filled "
-    "as a dust position that holds a slot and the coin; Hyperliquid's minimum order is $10"))
 def test_no_dust_position_at_a_used_up_gross_cap():
+    """An earlier entry of the same open used the gross cap up exactly: the rounding residue
+    (+1.8e-12 of notional) is no room (Hyperliquid's minimum order is $10)."""
     m = markets("hourly")[0]
     sig = ema_cross(m, 2)
     tr = simulate(m, sig, V4, CONFIGS["tight"], [(976, 1464)]).trades(0)
@@ -206,8 +195,6 @@ SLOW = [
                        ["none", "15m", "15m-holes"]),
     *itertools.product(["wide"], GENERATORS, [4], FRICTIONS, ["default", "tight"], ["three"], ["none"]),
 ]
-# fraction sizing with v5: the kernel prices slippage on equity x fraction (xfail in the edges)
-SLOW = [c for c in SLOW if not (c[4] == "fraction" and c[3].startswith("v5"))]
 
 
 @pytest.mark.slow

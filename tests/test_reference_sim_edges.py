@@ -2,8 +2,8 @@
 cases of the kernel's docstring. Each case also pins the reference's numbers to values worked
 out here by hand from the bar prices, the friction constants and the sizing rule.
 
-The xfail(strict=True) cases are where the kernel (or its wrapper) disagrees with its docstring:
-each says what the spec asks for and what the kernel does.
+Two cases pin what a first version of the kernel got wrong against its docstring (found by this
+comparison): the walk rule past the target, and fraction sizing's v5 slippage.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _kernel_helpers import FEE, SLIP, flat, make_market, signal
-from _refsim_compare import compare, kernel_ties
+from _refsim_compare import compare
 from reference_sim import reference_simulate
 
 from harness import kernel_layout as L
@@ -67,8 +67,7 @@ def agree(m: Market, sig: Signals, fr, cfg: SimConfig = NO_RISK, segments=None, 
     res = simulate(m, sig, fr, cfg, segments, detail=det, costs=costs)
     cost_kw = {} if costs is None else {"half_spread": costs.half_spread,
                                         "impact_coef": costs.impact_coef}
-    ref = reference_simulate(m, sig, fr, cfg, segments, detail=det, ties=kernel_ties(res),
-                             trail_past_target=True, **cost_kw)
+    ref = reference_simulate(m, sig, fr, cfg, segments, detail=det, **cost_kw)
     assert compare(res, ref) == []
     return res, ref
 
@@ -313,18 +312,13 @@ def test_partial_ts_on_a_microsecond_index():
 
 # ---- where the kernel disagrees with its docstring ----------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel walks a bar whose outcome does not depend on the order inside it: the trailing stop "
-    "that decides the walk is raised from the bar's whole high although the target (1.8R, below "
-    "the 2R trail start) closes the position first; the walk then fills the target at a detail "
-    "bar's open (104) instead of at its level (103.6)"))
 def test_walk_only_where_the_order_inside_the_bar_matters():
     m = market({"BTC": [(100,) * 4, (100,) * 4, (100.5, 110, 100.5, 105), (105,) * 4]})
     det = detail(m, {2: [(100.5, 103.2, 100.5, 103.1), (104, 110, 104, 105), (105,) * 4, (105,) * 4]})
     sig = Signals.empty(m, "t")
     signal(sig, 0, +1, stop=2.0, target=1.8)
     res = simulate(m, sig, FREE4, NO_RISK, detail=det)
-    ref = reference_simulate(m, sig, FREE4, NO_RISK, detail=det)  # the docstring's walk rule
+    ref = reference_simulate(m, sig, FREE4, NO_RISK, detail=det)
     tr = ref.trades[0]
     # the range reaches partial (103) and target (103.6), no adverse level, and breakeven (100)
     # lies below the low: nothing raised on the way lies inside the bar, so no walk
@@ -332,9 +326,6 @@ def test_walk_only_where_the_order_inside_the_bar_matters():
     assert compare(res, ref) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel prices fraction sizing's v5 slippage on equity x fraction, the fee included; the "
-    "intended notional is equity x fraction / (1 + fee) (notional * (1 + fee) = equity * fraction)"))
 def test_fraction_sizing_prices_slippage_on_the_intended_notional():
     m = market({"BTC": flat(4)})
     zero, k = np.zeros((4, 1)), np.full((4, 1), 1e-4)
