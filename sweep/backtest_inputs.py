@@ -1,0 +1,230 @@
+"""What `sweep backtest` runs: one parameter set (given as JSON, a recorded trial or the
+incumbent) and the recorded run a trial came from (its data, folds, friction, mode, detail).
+
+Given parameters are checked against the strategy's `param(...)` ranges and types; a trial's
+recorded parameters are taken as recorded (the search drew them) but must all still exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.folds import Folds
+from harness.market import Market, interval_seconds
+from strategies.base import ParamSpec, param_specs
+from sweep import results
+
+TRIAL_REF = re.compile(r"^(?P<study>.+)#(?P<trial>\d+)$")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A trial as the results tables hold it, with the `runs` row of the run that made it."""
+
+    study: str
+    trial: int
+    strategy: str
+    params: dict[str, Any]
+    score: float
+    status: str
+    friction: str  # the sim_model_version it was scored under
+    harness_hash: str
+    run: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.study}#{self.trial}"
+
+    @property
+    def detail(self) -> str | None:
+        d = self.run.get("detail")
+        return d if isinstance(d, str) and d else None
+
+    @property
+    def folds(self) -> Folds:
+        """The run's Folds (a record may carry more than the Folds fields, e.g. the lengths as
+        typed: only the fields Folds has are read)."""
+        names = {f.name for f in dataclasses.fields(Folds)}
+        return Folds(**{k: v for k, v in json.loads(self.run["folds"]).items() if k in names})
+
+
+# ---------------------------------------------------------------------------------- params
+
+def _expected(spec: ParamSpec) -> str:
+    if spec.kind == "bool":
+        return "true or false"
+    if spec.kind == "choice":
+        return "one of " + ", ".join(json.dumps(c) for c in spec.choices or ())
+    what = "an integer" if spec.kind == "int" else "a number"
+    return f"{what} in [{spec.low:g}, {spec.high:g}]"
+
+
+def _typed(spec: ParamSpec, value: Any, check_range: bool) -> Any:
+    """`value` as the parameter's type, or a ConfigError naming it and what it must be."""
+    kind = spec.kind
+    bad = ConfigError(f"param {spec.name} must be {_expected(spec)}, got {json.dumps(value)}")
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if kind == "choice":
+        matches = [c for c in spec.choices or () if c == value and type(c) is type(value)]
+        if not matches:
+            raise bad
+        return matches[0]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad
+    if kind == "int":
+        if isinstance(value, float) and not value.is_integer():
+            raise bad
+        value = int(value)
+    else:
+        value = float(value)
+    if not math.isfinite(value) or (check_range and not spec.low <= value <= spec.high):
+        raise bad
+    return value
+
+
+def build_params(params_cls: type, raw: dict[str, Any], strategy: str, check_range: bool = True,
+                 what: str = "--params") -> Any:
+    """A Params from a dict: every key a known field of the right type (and within its range
+    when `check_range`); fields not given keep their defaults."""
+    specs = {s.name: s for s in param_specs(params_cls)}
+    known = {f.name for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{what}: {strategy} has no parameter(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}")
+    try:
+        values = {k: _typed(specs[k], v, check_range) if k in specs else v for k, v in raw.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {strategy} {exc}") from None
+    try:
+        return params_cls(**values)
+    except (TypeError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{what}: {strategy} refuses these parameters: {exc}") from None
+
+
+def parse_params(params_cls: type, text: str, strategy: str) -> Any:
+    """--params JSON -> Params (an object of field values; others keep their defaults)."""
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"--params is not JSON ({exc}): give an object such as "
+                          "'{\"ema_fast\": 8}'") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"--params must be a JSON object of parameter values, got {text[:60]!r}")
+    return build_params(params_cls, raw, strategy)
+
+
+# ---------------------------------------------------------------------------------- trials
+
+def parse_ref(text: str) -> tuple[str, int]:
+    m = TRIAL_REF.match(text.strip())
+    if m is None:
+        raise ConfigError(f"--trial {text!r}: give STUDY#N, e.g. momentum-tpe-s0-1a2b3c4d#17 "
+                          "(`python -m sweep leaderboard` lists them)")
+    return m["study"], int(m["trial"])
+
+
+def _require_trials(results_dir: Path) -> None:
+    if not results.has_rows(results_dir, "trials"):
+        raise ConfigError(f"no trials in {results_dir}: pass the --results folder `sweep run` "
+                          "wrote, or run a sweep first")
+
+
+def recorded_trial(results_dir: Path, study: str, trial: int) -> Recorded:
+    """The newest row of (study, trial) and its run; one clear error when either is missing."""
+    _require_trials(results_dir)
+    df = results.query(results_dir, "SELECT * FROM trials WHERE study = ? AND trial = ? "
+                       "ORDER BY finished_at DESC LIMIT 1", [study, trial])
+    if df.empty:
+        n = results.query(results_dir, "SELECT count(*) AS n, min(trial) AS lo, max(trial) AS hi "
+                          "FROM trials WHERE study = ?", [study]).iloc[0]
+        if int(n["n"]) == 0:
+            raise ConfigError(f"no study {study!r} in {results_dir}: `python -m sweep leaderboard "
+                              f"--results {results_dir}` lists the studies and trials")
+        raise ConfigError(f"study {study!r} has no trial {trial} (trials {int(n['lo'])}..."
+                          f"{int(n['hi'])}) in {results_dir}")
+    row = df.iloc[0].to_dict()
+    runs = results.query(results_dir, "SELECT * FROM runs WHERE run_id = ?", [row["run_id"]]) \
+        if results.has_rows(results_dir, "runs") else pd.DataFrame()
+    if runs.empty:
+        raise ConfigError(f"trial {study}#{trial} has no `runs` row (run {row['run_id']}): its "
+                          "data and folds are unknown; use --params with its parameters instead")
+    if row["status"] == "failed":
+        raise ConfigError(f"trial {study}#{trial} failed in the sweep ({row['rejected']}): "
+                          "nothing to reproduce")
+    return Recorded(study, trial, str(row["strategy"]), json.loads(row["params"]),
+                    float(row["score"]), str(row["status"]), str(row["sim_model_version"]),
+                    str(row["harness_hash"]), runs.iloc[0].to_dict())
+
+
+def incumbent_trial(results_dir: Path, strategy: str, harness: str) -> Recorded:
+    """The best scored trial of `strategy` under this harness hash (the leaderboard's #1)."""
+    _require_trials(results_dir)
+    df = results.query(results_dir, "SELECT study, trial FROM trials WHERE strategy = ? AND "
+                       "harness_hash = ? AND status = 'complete' AND isfinite(score) "
+                       "ORDER BY score DESC, finished_at LIMIT 1", [strategy, harness])
+    if df.empty:
+        raise ConfigError(f"no scored trial of {strategy} under harness {harness} in "
+                          f"{results_dir}: run `python -m sweep run --strategy {strategy}` first, "
+                          "or give --params")
+    return recorded_trial(results_dir, str(df["study"].iloc[0]), int(df["trial"].iloc[0]))
+
+
+def best_of_study(results_dir: Path, study: str) -> Recorded:
+    """The study's best scored trial (else its best rejected one: a report still shows it)."""
+    _require_trials(results_dir)
+    df = results.query(results_dir, "SELECT trial FROM trials WHERE study = ? AND status <> "
+                       "'failed' ORDER BY isfinite(score) DESC, score DESC, objective DESC, trial "
+                       "LIMIT 1", [study])
+    if df.empty:
+        raise ConfigError(f"no evaluated trial of study {study!r} in {results_dir}: `python -m "
+                          f"sweep leaderboard --results {results_dir}` lists the studies")
+    return recorded_trial(results_dir, study, int(df["trial"].iloc[0]))
+
+
+# ---------------------------------------------------------------------------------- data
+
+def run_source(run: dict, data: str | None) -> tuple[str | None, dict | None]:
+    """Where a run's market comes from: --data when given, else the run's data locator (when
+    its row has one), else the default source; and the locator itself."""
+    text = run.get("data_locator")
+    loc = json.loads(text) if isinstance(text, str) and text else None
+    if data is not None:
+        return data, loc
+    return (loc["source"] if loc else None), loc
+
+
+def run_market(rec: Recorded, data: str | None) -> Market:
+    """Exactly the market the trial was scored on (its fingerprint checked), or a clear error."""
+    from harness.sources import load_market
+
+    run = rec.run
+    source, loc = run_source(run, data)
+    interval = str(run["interval"])
+    coins = [c for c in str(run.get("coins") or "").split(",") if c] or None
+    if loc:
+        coins = list(loc["coins"])
+        end = pd.Timestamp(loc["end"]) + pd.Timedelta(seconds=interval_seconds(loc["interval"]))
+        m = load_market(source, interval=interval, coins=coins, start=loc["start"], end=end)
+    else:
+        m = load_market(source, interval=interval, coins=coins)
+        n = int(run["n_bars"]) if pd.notna(run.get("n_bars")) else 0
+        if m.fingerprint != run["data_fingerprint"] and 0 < n < m.n_bars:
+            m = m.slice(0, n)  # the store grew since the sweep
+    if m.fingerprint != run["data_fingerprint"]:
+        raise ConfigError(f"trial {rec.ref} was scored on data {run['data_fingerprint']} "
+                          f"({run['data_label']}); {m.label} gives {m.fingerprint}: pass the "
+                          "--data the sweep ran on (or --start/--end to run it on other dates)")
+    return m
