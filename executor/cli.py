@@ -18,7 +18,9 @@ from executor.health import HealthServer, to_json
 from executor.ledger import Ledger
 from executor.risk import sim_config
 from executor.runner import Loop, PaperOptions, open_paper, publish, run, signals_installed
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
+from harness.manifest import harness_hash
+from schemas.candidates import load_example, write_candidates
 
 app = typer.Typer(
     name="executor",
@@ -35,8 +37,12 @@ VERDICT_STYLE = {PASS: "green", FAIL: "red"}
 
 @app.command("paper")
 def paper_command(
-    candidates: Path = typer.Option(..., "--candidates", "-c", help="live_candidates.json written by "
+    candidates: Path = typer.Option(None, "--candidates", "-c", help="live_candidates.json written by "
                                     "`python -m sweep promote` (reloaded on SIGHUP)."),
+    demo: bool = typer.Option(False, "--demo", help="Instead of --candidates: the example "
+                              "(schemas/live_candidates.example.json) re-stamped for this harness, "
+                              "written beside the ledger as <ledger>.demo-candidates.json. Pair it "
+                              "with --feed replay --data embedded for a run with no network."),
     ledger: Path = typer.Option(..., "--ledger", "-l", help="SQLite ledger; created if missing, "
                                 "resumed if it exists (its folder must exist)."),
     feed: str = typer.Option("hyperliquid", "--feed", help="hyperliquid (poll closed candles) or "
@@ -80,6 +86,13 @@ def paper_command(
                                  "is registered there for `python -m sweep sql` (paper_* views)."),
 ) -> None:
     """Trade the promoted buckets with paper money on live or replayed candles."""
+    if (candidates is None) == (not demo):
+        raise ConfigError("give --candidates FILE (written by `python -m sweep promote`) or --demo")
+    made = None
+    if demo:
+        candidates = made = demo_candidates(ledger)
+        out.print(f"demo: the example candidates re-stamped for harness {harness_hash()} in "
+                  f"{candidates}", style="dim")
     opts = PaperOptions(
         candidates=candidates, ledger=ledger, feed=feed, data=data, start=start, end=end,
         speed=speed, interval=interval,
@@ -91,7 +104,12 @@ def paper_command(
     )
     loop = Loop()
     with signals_installed(loop):
-        engine, source = open_paper(opts, sleep=loop.sleep)
+        try:
+            engine, source = open_paper(opts, sleep=loop.sleep)
+        except BaseException:
+            if made is not None:  # a refused start leaves nothing behind
+                made.unlink(missing_ok=True)
+            raise
         health = HealthServer(health_port).start() if health_port is not None else None
         try:
             if health is not None:
@@ -120,6 +138,15 @@ def paper_command(
             if health is not None:
                 health.stop()
             engine.ledger.close()
+
+
+def demo_candidates(ledger: Path) -> Path:
+    """The shipped example candidates, re-stamped for this harness, beside the ledger."""
+    if not ledger.parent.is_dir():
+        raise ConfigError(f"--ledger {ledger}: folder {ledger.parent} does not exist")
+    path = ledger.with_name(ledger.name + ".demo-candidates.json")
+    write_candidates(load_example(harness_hash()), path)
+    return path
 
 
 def _remaining(engine: Engine, source) -> int:

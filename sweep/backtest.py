@@ -36,17 +36,17 @@ from harness.market import Market
 from harness.simulate import SimResult, simulate
 from strategies.base import get_strategy
 from sweep import results
-from sweep.backtest_inputs import Recorded, run_market, run_source
+from sweep.backtest_inputs import Recorded, run_market
 from sweep.backtest_lockbox import guard
 
 KIND = "hlquant-backtest"
 FILES = ("trades.parquet", "daily_returns.parquet", "equity.parquet")
 MANIFEST = "backtest.json"  # written last: a folder without it is not a finished backtest
 MEANING = {
-    "folds": "walk-forward score: annualized x dampener x diversification bonus of the "
-             "concatenated out-of-sample test windows (DESIGN section 6), as `sweep run` scores a trial",
-    "one": "one-segment score: the same formula on the whole span as one segment (not a "
-           "walk-forward score); out of sample only if the parameters were chosen on other data",
+    "folds": "walk-forward score (DESIGN section 6) of the chained out-of-sample test windows, "
+             "as `sweep run` records it",
+    "one": "one-segment score: the same formula over the whole span, not a walk-forward score; "
+           "out of sample only if the parameters were chosen on other data",
 }
 
 # (field of harness.metrics.Metrics, label, format): "%" prints a fraction as a percentage
@@ -181,6 +181,11 @@ def reproduces(spec: BacktestSpec, market: Market) -> bool:
             and spec.mode == rec.run["mode"] and spec.detail == rec.detail)
 
 
+def source_of(spec: BacktestSpec) -> str | None:
+    """The data source: --data, else the trial's recorded source, else the default."""
+    return spec.recorded.source(spec.data) if spec.recorded else spec.data
+
+
 def load_span(spec: BacktestSpec) -> tuple[Market, Folds, tuple[int, int]]:
     """The market evaluate runs on, its folds, and the chosen span in its bars.
 
@@ -199,8 +204,8 @@ def load_span(spec: BacktestSpec) -> tuple[Market, Folds, tuple[int, int]]:
             if spec.data is None:
                 raise
     interval = spec.interval or (rec.run["interval"] if rec else get_strategy(spec.strategy).interval)
-    source = run_source(rec.run, spec.data)[0] if rec else spec.data
-    full = load_market(source, interval=interval, coins=list(spec.coins) if spec.coins else None)
+    coins = list(spec.coins) if spec.coins else (rec.coins if rec else None)
+    full = load_market(source_of(spec), interval=interval, coins=coins)
     lo, hi = span_bars(full, spec.start, spec.end)
     if spec.folds is not None:
         market = full if (lo, hi) == (0, full.n_bars) else full.slice(lo, hi)
@@ -260,7 +265,7 @@ def run_backtest(spec: BacktestSpec, market: Market | None = None,
     step = pd.Timedelta(seconds=market.bar_seconds)
     idx = market.index
     segments = [(idx[a], idx[b - 1] + step) for a, b in plan.segments]
-    detail = load_detail(spec.data, spec.detail, market) if spec.detail else None
+    detail = load_detail(source_of(spec), spec.detail, market) if spec.detail else None
     params = dataclasses.asdict(spec.params)
     hits, unchecked = guard(spec.results, spec.strategy, params, spec.recorded, spec.data, market,
                             segments, spec.touch_lockbox, get_friction(spec.friction).version)

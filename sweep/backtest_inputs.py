@@ -50,6 +50,26 @@ class Recorded:
         return d if isinstance(d, str) and d else None
 
     @property
+    def locator(self) -> dict | None:
+        """The run's data locator (source, interval, coins, first and last bar), if recorded."""
+        text = self.run.get("data_locator")
+        return json.loads(text) if isinstance(text, str) and text else None
+
+    @property
+    def coins(self) -> list[str] | None:
+        """The coins the trial traded (None: every coin of its data)."""
+        if self.locator:
+            return list(self.locator["coins"])
+        return [c for c in str(self.run.get("coins") or "").split(",") if c] or None
+
+    def source(self, data: str | None) -> str | None:
+        """Where its market comes from: --data when given, else the locator's source, else the
+        default source."""
+        if data is not None or not self.locator:
+            return data
+        return self.locator["source"]
+
+    @property
     def folds(self) -> Folds:
         """The run's Folds (a record may carry more than the Folds fields, e.g. the lengths as
         typed: only the fields Folds has are read)."""
@@ -196,30 +216,17 @@ def best_of_study(results_dir: Path, study: str) -> Recorded:
 
 # ---------------------------------------------------------------------------------- data
 
-def run_source(run: dict, data: str | None) -> tuple[str | None, dict | None]:
-    """Where a run's market comes from: --data when given, else the run's data locator (when
-    its row has one), else the default source; and the locator itself."""
-    text = run.get("data_locator")
-    loc = json.loads(text) if isinstance(text, str) and text else None
-    if data is not None:
-        return data, loc
-    return (loc["source"] if loc else None), loc
-
-
 def run_market(rec: Recorded, data: str | None) -> Market:
     """Exactly the market the trial was scored on (its fingerprint checked), or a clear error."""
     from harness.sources import load_market
 
-    run = rec.run
-    source, loc = run_source(run, data)
+    run, loc, source = rec.run, rec.locator, rec.source(data)
     interval = str(run["interval"])
-    coins = [c for c in str(run.get("coins") or "").split(",") if c] or None
     if loc:
-        coins = list(loc["coins"])
         end = pd.Timestamp(loc["end"]) + pd.Timedelta(seconds=interval_seconds(loc["interval"]))
-        m = load_market(source, interval=interval, coins=coins, start=loc["start"], end=end)
+        m = load_market(source, interval=interval, coins=rec.coins, start=loc["start"], end=end)
     else:
-        m = load_market(source, interval=interval, coins=coins)
+        m = load_market(source, interval=interval, coins=rec.coins)
         n = int(run["n_bars"]) if pd.notna(run.get("n_bars")) else 0
         if m.fingerprint != run["data_fingerprint"] and 0 < n < m.n_bars:
             m = m.slice(0, n)  # the store grew since the sweep
