@@ -29,7 +29,7 @@ import pyarrow as pa
 from harness.atomic import atomic_write_json, atomic_write_parquet
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate import Evaluation, evaluate
-from harness.folds import Folds
+from harness.folds import Folds, FoldSpec
 from harness.friction import DEFAULT_FRICTION, FEE_STRESS, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
@@ -111,17 +111,40 @@ class BacktestRecord:
         return bool(self.meta["market"]["synthetic"])
 
 
-def trial_spec(rec: Recorded, source: str, folds: int | None = None, no_folds: bool = False,
-               friction: str | None = None, mode: str | None = None, detail: str | None = None,
-               **kw: Any) -> BacktestSpec:
+def fold_plan(args: dict[str, Any], interval: str, rec: Recorded | None = None) -> Folds:
+    """The walk-forward Folds: a trial's own when no fold option is given; a given option
+    (FoldSpec: bar counts or durations) replaces that length only, the others staying the
+    trial's (as it typed them, when recorded) or FoldSpec's defaults."""
+    given = {k: v for k, v in args.items() if v is not None}
+    if rec is not None and not given:
+        return rec.folds
+    lengths = dataclasses.asdict(FoldSpec())
+    if rec is not None:
+        r, typed = rec.folds, rec.folds_record.get("given") or {}
+        bars = {"train": r.train_bars, "test": r.test_bars, "purge": r.purge_bars,
+                "embargo": r.embargo_bars}
+        lengths.update({k: typed.get(k, None if v is None else str(v)) for k, v in bars.items()})
+        lengths["k"] = r.k
+    folds = FoldSpec(**{**lengths, **given}).folds(interval)
+    if rec is None:
+        return folds
+    return dataclasses.replace(rec.folds, k=folds.k, train_bars=folds.train_bars,
+                               test_bars=folds.test_bars, purge_bars=folds.purge_bars,
+                               embargo_bars=folds.embargo_bars)
+
+
+def trial_spec(rec: Recorded, source: str, fold_args: dict[str, Any] | None = None,
+               no_folds: bool = False, friction: str | None = None, mode: str | None = None,
+               detail: str | None = None, **kw: Any) -> BacktestSpec:
     """A recorded trial's parameters with its folds, friction, mode and detail, each unless
-    overridden (`folds` k replaces the trial's k only)."""
+    overridden."""
     from sweep.backtest_inputs import build_params
 
     params = build_params(get_strategy(rec.strategy).params_cls, rec.params, rec.strategy,
                           check_range=False, what=f"trial {rec.ref}")
-    fold_cfg = None if no_folds else (rec.folds if folds is None else dataclasses.replace(rec.folds, k=folds))
-    return BacktestSpec(strategy=rec.strategy, params=params, source=source, folds=fold_cfg,
+    interval = kw.get("interval") or str(rec.run["interval"])
+    folds = None if no_folds else fold_plan(fold_args or {}, interval, rec)
+    return BacktestSpec(strategy=rec.strategy, params=params, source=source, folds=folds,
                         friction=friction or rec.friction, mode=mode or str(rec.run["mode"]),
                         detail=detail or rec.detail, recorded=rec, **kw)
 

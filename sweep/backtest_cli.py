@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import ConfigError
-from harness.folds import Folds
 from harness.friction import DEFAULT_FRICTION, FEE_STRESS
 from harness.manifest import harness_hash
 from strategies.base import get_strategy
@@ -20,12 +19,13 @@ from sweep.backtest import (
     BacktestSpec,
     check_out_dir,
     fmt,
+    fold_plan,
     run_backtest,
     trial_spec,
     write_record,
 )
 from sweep.backtest_inputs import incumbent_trial, parse_params, parse_ref, recorded_trial
-from sweep.run_cli import CoinsOpt, DataOpt, DetailOpt, ResultsOpt, _coins, _num
+from sweep.run_cli import _LENGTH, CoinsOpt, DataOpt, DetailOpt, ResultsOpt, _coins, _num
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -71,20 +71,23 @@ def print_record(rec: BacktestRecord) -> None:
 
 
 def _spec(strategy: str | None, params: str | None, trial: str | None, incumbent: bool,
-          results_dir: Path, folds: int | None, no_folds: bool, friction: str | None,
+          results_dir: Path, fold_args: dict[str, Any], no_folds: bool, friction: str | None,
           mode: str | None, **kw: Any) -> BacktestSpec:
     given = [n for n, v in (("--params", params), ("--trial", trial), ("--incumbent", incumbent)) if v]
     if len(given) != 1:
         raise ConfigError("give exactly one of --params JSON, --trial STUDY#N or --incumbent"
                           + (f" (got {', '.join(given)})" if given else ""))
-    if folds is not None and no_folds:
-        raise ConfigError("--folds and --no-folds exclude each other: choose one")
+    if no_folds and any(v is not None for v in fold_args.values()):
+        raise ConfigError("--no-folds excludes --folds, --train, --test, --purge and --embargo: "
+                          "choose one segment or walk-forward")
     if params is not None:
         if strategy is None:
             raise ConfigError("--params needs --strategy NAME (`python -m sweep strategies` lists them)")
-        p = parse_params(get_strategy(strategy).params_cls, params, strategy)
+        reg = get_strategy(strategy)
+        p = parse_params(reg.params_cls, params, strategy)
+        interval = kw.get("interval") or reg.interval
         return BacktestSpec(strategy=strategy, params=p, source="--params",
-                            folds=None if no_folds else Folds(k=4 if folds is None else folds),
+                            folds=None if no_folds else fold_plan(fold_args, interval),
                             friction=friction or DEFAULT_FRICTION, mode=mode or "live",
                             results=results_dir, **kw)
     if trial is not None:
@@ -96,8 +99,8 @@ def _spec(strategy: str | None, params: str | None, trial: str | None, incumbent
     if strategy is not None and strategy != rec.strategy:
         raise ConfigError(f"trial {rec.ref} is a {rec.strategy} trial, not {strategy}: drop "
                           "--strategy or pick another trial")
-    return trial_spec(rec, f"{'incumbent' if incumbent else 'trial'} {rec.ref}", folds, no_folds,
-                      friction, mode, results=results_dir, **kw)
+    return trial_spec(rec, f"{'incumbent' if incumbent else 'trial'} {rec.ref}", fold_args,
+                      no_folds, friction, mode, results=results_dir, **kw)
 
 
 def backtest_command(
@@ -122,6 +125,14 @@ def backtest_command(
     detail: str = DetailOpt,
     folds: int = typer.Option(None, "--folds", min=1, help="Walk-forward folds over the span "
                               "(default: the trial's, else 4; the last 15% is the lockbox, never run)."),
+    train: str = typer.Option(None, "--train", help=f"Train window: {_LENGTH} (default: the "
+                              "trial's, else one test window minus purge and embargo)."),
+    test: str = typer.Option(None, "--test", help=f"Test window: {_LENGTH} (default: the "
+                             "trial's, else the bars before the lockbox / (folds + 1))."),
+    purge: str = typer.Option(None, "--purge", help=f"Gap between a train and its test window: "
+                              f"{_LENGTH} (default: the trial's, else 24h)."),
+    embargo: str = typer.Option(None, "--embargo", help=f"Bars after a test window no train "
+                                f"window starts in: {_LENGTH} (default: the trial's, else 24h)."),
     no_folds: bool = typer.Option(False, "--no-folds", help="One segment over the whole span "
                                   "[--start, --end), warmed up and fitted on the bars before --start."),
     mode: str = typer.Option(None, "--mode", help="Threshold set: live or shadow (default: the "
@@ -144,7 +155,8 @@ def backtest_command(
     """
     if out_dir is not None:
         check_out_dir(out_dir)
-    spec = _spec(strategy, params, trial, incumbent, results_dir, folds, no_folds, friction, mode,
+    fold_args = {"k": folds, "train": train, "test": test, "purge": purge, "embargo": embargo}
+    spec = _spec(strategy, params, trial, incumbent, results_dir, fold_args, no_folds, friction, mode,
                  data=data, interval=interval, coins=_coins(coins), start=start, end=end,
                  detail=detail, touch_lockbox=touch_lockbox)
     with err.status(f"backtesting {spec.strategy} ({spec.source})..."):

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.folds import Folds
+from harness.folds import Folds, folds_from_record
 from harness.market import Market, interval_seconds
 from strategies.base import ParamSpec, param_specs
 from sweep import results
@@ -70,11 +70,12 @@ class Recorded:
         return self.locator["source"]
 
     @property
+    def folds_record(self) -> dict:
+        return json.loads(self.run["folds"])
+
+    @property
     def folds(self) -> Folds:
-        """The run's Folds (a record may carry more than the Folds fields, e.g. the lengths as
-        typed: only the fields Folds has are read)."""
-        names = {f.name for f in dataclasses.fields(Folds)}
-        return Folds(**{k: v for k, v in json.loads(self.run["folds"]).items() if k in names})
+        return folds_from_record(self.folds_record)
 
 
 # ---------------------------------------------------------------------------------- params

@@ -12,7 +12,6 @@ counted as unchecked, except the backtested trial's own, whose market is loaded 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pandas as pd
 
 import sweep.promote  # noqa: F401  (declares the lockbox_touches table)
 from harness.errors import ConfigError, HarnessError
-from harness.folds import Folds
+from harness.folds import Folds, folds_from_record
 from harness.market import Market, interval_seconds
 from sweep import results
 from sweep.backtest_inputs import Recorded, run_market
@@ -41,8 +40,7 @@ class StudyLockbox:
 
 
 def _folds(text: str) -> Folds:
-    names = {f.name for f in dataclasses.fields(Folds)}
-    return Folds(**{k: v for k, v in json.loads(text).items() if k in names})
+    return folds_from_record(json.loads(text))
 
 
 def _from_locator(run: dict) -> StudyLockbox | None:

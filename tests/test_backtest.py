@@ -158,7 +158,7 @@ def test_the_lockbox_is_refused_unless_asked_and_then_logged(tmp_path, cli, stud
     (["--strategy", h.NAME, "--params", "{}", "--start", "2024-02-10", "--end", "2024-02-01"], "is not before --end"),
     (["--strategy", h.NAME, "--params", "{}", "--start", "yesterday-ish"], "is not a date"),
     (["--strategy", h.NAME], "give exactly one of --params"),
-    (["--strategy", h.NAME, "--params", "{}", "--folds", "2", "--no-folds"], "exclude each other"),
+    (["--strategy", h.NAME, "--params", "{}", "--folds", "2", "--no-folds"], "--no-folds excludes"),
 ])
 def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, cli, study, dataset, args, says):
     res, name, t = study
@@ -186,3 +186,30 @@ def test_the_command_line_error_is_one_line_on_stderr(tmp_path, strategy, datase
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().splitlines() == [
         f"error: --params: {h.NAME} param lookback must be an integer in [5, 60], got 1"]
+
+
+def test_fold_lengths_as_durations(tmp_path, cli, strategy, dataset, market):
+    """--test/--purge/--embargo take durations, as `sweep run` does (FoldSpec)."""
+    r = cli("backtest", "--strategy", h.NAME, "--params", "{}", "--data", dataset, "--folds", "3",
+            "--test", "10d", "--purge", "12h", "--embargo", "0", "--train", "20d", "--results", tmp_path)
+    assert r.exit_code == 0, r.output
+    folds = Folds(k=3, test_bars=240, purge_bars=12, embargo_bars=0, train_bars=480)
+    assert same(score_of(r.stdout), evaluate(strategy, strategy.params_cls(), market, folds=folds).score)
+    r = cli("backtest", "--strategy", h.NAME, "--params", "{}", "--data", dataset, "--no-folds",
+            "--purge", "12h", "--results", tmp_path)
+    assert isinstance(r.exception, HarnessError) and "--no-folds excludes" in str(r.exception)
+
+
+def test_a_fold_option_replaces_only_that_length_of_a_trials_folds():
+    from sweep.backtest import fold_plan
+    from sweep.backtest_inputs import Recorded
+
+    record = {"k": 3, "train_bars": None, "test_bars": None, "purge_bars": 48, "embargo_bars": 24,
+              "anchored": True, "lockbox_frac": 0.2, "offset_bars": 0,
+              "given": {"train": None, "test": None, "purge": "2d", "embargo": "24h"}}
+    rec = Recorded("s", 0, h.NAME, {}, 1.0, "complete", "v5", "h", {"folds": json.dumps(record)})
+    assert fold_plan({}, "1h", rec) == rec.folds  # no option: the trial's own
+    got = fold_plan({"test": "5d", "k": None}, "15m", rec)
+    # the purge as typed (2d) is re-read at the new interval; anchored and the lockbox stay
+    assert got == Folds(k=3, test_bars=480, purge_bars=192, embargo_bars=96, anchored=True,
+                        lockbox_frac=0.2)
