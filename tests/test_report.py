@@ -143,3 +143,33 @@ def test_report_commands_and_bad_input(tmp_path, study):
         assert isinstance(r.exception, HarnessError) and says in str(r.exception), r.output
         assert "\n" not in str(r.exception) and not (tmp_path / "b.html").exists()
     assert results.has_rows(res, "trials")
+
+
+def test_buckets_carry_the_newest_promotion_evidence(tmp_path, study):
+    """The bucket table joins the newest promote run's row of each bucket of the trial."""
+    import pandas as pd
+
+    import sweep.promote  # noqa: F401  (declares the promotions table)
+    from sweep.report import tables
+
+    res, name, data = study
+    rep = rp.for_trial(res, f"{name}#0", data)
+    b = tables.bucket_frame(rep.record.trades)
+    assert len(b) and b["n"].sum() == len(rep.record.trades)
+    key = b.iloc[0][list(tables.BUCKET_KEY)].to_dict()
+    spec = results.TABLES["promotions"]
+    for when, gate in (("2025-01-01", "t"), ("2025-02-01", "lockbox")):
+        row = {c: None for c in spec.names if c != "batch"}
+        row.update(key, run_id=f"run-{gate}", harness_hash="h", data_fingerprint="d",
+                   sim_model_version="v", git_commit="c", seed=0, study=name, trial=0,
+                   generated_at=pd.Timestamp(when, tz="UTC"), promoted=False, failed_gate=gate,
+                   reason=f"failed {gate}", n=int(b.iloc[0]["n"]))
+        df = pd.DataFrame([row])
+        for c, kind, _ in spec.columns:
+            if c in df and df[c].isna().all() and kind in ("int", "float", "bool"):
+                df[c] = pd.array(df[c], dtype={"int": "Int64", "float": "Float64", "bool": "boolean"}[kind])
+        results.write_batch(res, "promotions", df)
+    ev, note = rp.promotion_evidence(res, name, 0)
+    assert list(ev["failed_gate"]) == ["lockbox"] and "0 of 1 buckets promoted" in note
+    html = tables.buckets_table(rep.record, ev)
+    assert "first failed gate" in html and "failed lockbox" in html and "failed t<" not in html

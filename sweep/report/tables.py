@@ -36,21 +36,28 @@ EVIDENCE = (("promoted", "promoted", "s"), ("failed_gate", "first failed gate", 
             ("lockbox_p", "lockbox p", "f"), ("reason", "reason", "s"))
 
 
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and math.isnan(value))
+
+
 def _cell(value: Any, kind: str) -> tuple[str, str]:
-    """(shown text, sort key)."""
+    """(shown text, sort key); a missing value shows as "-" and sorts last."""
+    if _missing(value):
+        return "-", ""
     if kind == "t":
         ts = pd.Timestamp(value)
-        return ("-", "") if pd.isna(ts) else (f"{ts:%Y-%m-%d %H:%M}", ts.isoformat())
+        return f"{ts:%Y-%m-%d %H:%M}", ts.isoformat()
+    if isinstance(value, bool | np.bool_):
+        return ("yes", "1") if value else ("no", "0")
     if kind == "s":
-        return ("-", "") if value is None or (isinstance(value, float) and math.isnan(value)) \
-            else (str(value), str(value))
-    if kind == "p":
-        v = float(value)
-        return (f"{v:.6g}" if math.isfinite(v) else "-", repr(v))
+        return str(value), str(value)
     try:
         v = float(value)
     except (TypeError, ValueError):
         return str(value), str(value)
+    if kind == "p":
+        return (f"{v:.6g}" if math.isfinite(v) else "-", repr(v))
     return fmt(int(v) if kind == "d" and math.isfinite(v) else v, kind), repr(v) if math.isfinite(v) else ""
 
 
