@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,14 +275,16 @@ def _iso(ts: pd.Timestamp) -> str:
     return ts.isoformat()
 
 
-def run_backtest(spec: BacktestSpec, market: Market | None = None,
-                 folds: Folds | None = None) -> BacktestRecord:
-    """Evaluate `spec` (or the given market and folds, for notebooks and tests)."""
+def run_backtest(spec: BacktestSpec, market: Market | None = None, folds: Folds | None = None,
+                 step_done: Callable[[str], None] = lambda what: None) -> BacktestRecord:
+    """Evaluate `spec` (or the given market and folds, for notebooks and tests);
+    `step_done(next step)` is called as each step starts."""
     from sweep.study import code_hash, load_detail
 
     strategy = get_strategy(spec.strategy)
     span = None
     if market is None:
+        step_done("loading the data")
         market, folds, span = load_span(spec)
     folds = folds or spec.folds or one_segment(market.n_bars, 0)
     plan = folds.split(market.n_bars)
@@ -290,10 +293,12 @@ def run_backtest(spec: BacktestSpec, market: Market | None = None,
     segments = [(idx[a], idx[b - 1] + step) for a, b in plan.segments]
     detail = load_detail(source_of(spec), spec.detail, market) if spec.detail else None
     params = dataclasses.asdict(spec.params)
+    step_done(f"evaluating on {market.n_coins} coins x {market.n_bars} {market.interval} bars")
     hits, unchecked = guard(spec.results, spec.strategy, params, spec.recorded, spec.data, market,
                             segments, spec.touch_lockbox, get_friction(spec.friction).version)
     ev = evaluate(strategy, spec.params, market, friction=spec.friction, folds=folds,
                   mode=spec.mode, record_trades=True, detail=detail)
+    step_done("building the equity curves")
     base, stress = _signals_sims(strategy, spec.params, market, folds, spec, detail)
     _check_same(ev, base, stress)
     lock = None if plan.lockbox[1] <= plan.lockbox[0] else [

@@ -25,7 +25,7 @@ from sweep.backtest import (
     write_record,
 )
 from sweep.backtest_inputs import incumbent_trial, parse_params, parse_ref, recorded_trial
-from sweep.run_cli import _LENGTH, CoinsOpt, DataOpt, DetailOpt, ResultsOpt, _coins, _num
+from sweep.run_cli import _LENGTH, DataOpt, DetailOpt, ResultsOpt, _coins, _num
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -117,7 +117,8 @@ def backtest_command(
     data: str = DataOpt,
     interval: str = typer.Option(None, "--interval", help="Bar interval; default: the trial's, "
                                  "else the strategy's own."),
-    coins: str = CoinsOpt,
+    coins: str = typer.Option(None, "--coins", help="Comma-separated coins (default: the trial's, "
+                              "else every coin of the data)."),
     start: str = typer.Option(None, "--start", help="First bar (UTC date or time); must lie in the data."),
     end: str = typer.Option(None, "--end", help="Bars opening before this time (exclusive); must lie in the data."),
     friction: str = typer.Option(None, "--friction", help=f"Friction model: legacy, v2, v3, v4, v5 "
@@ -159,8 +160,8 @@ def backtest_command(
     spec = _spec(strategy, params, trial, incumbent, results_dir, fold_args, no_folds, friction, mode,
                  data=data, interval=interval, coins=_coins(coins), start=start, end=end,
                  detail=detail, touch_lockbox=touch_lockbox)
-    with err.status(f"backtesting {spec.strategy} ({spec.source})..."):
-        rec = run_backtest(spec)
+    with err.status(f"backtesting {spec.strategy} ({spec.source})...") as status:
+        rec = run_backtest(spec, step_done=lambda what: status.update(f"{spec.strategy}: {what}..."))
         if out_dir is not None:
             write_record(rec, out_dir)
     print_record(rec)
