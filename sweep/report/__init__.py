@@ -72,6 +72,14 @@ def _meta_lines(m: dict) -> list[str]:
     return lines
 
 
+def _equity_note(m: dict) -> str:
+    what = ("the chained out-of-sample test windows (dotted lines: fold boundaries)"
+            if m["walk_forward"] else "the one segment")
+    lock = "; the grey band is the lockbox, never evaluated" if m["lockbox"] else ""
+    return (f"Equity at every bar close over {what}, at base friction and with fees and slippage "
+            f"x1.5{lock}. Drawdown is from the running peak, as max drawdown is measured.")
+
+
 def render(rec: BacktestRecord, title: str, evidence: pd.DataFrame | None, evidence_note: str,
            study: StudyData | None = None) -> Report:
     syn = rec.synthetic or bool(study and study.synthetic)
@@ -79,8 +87,7 @@ def render(rec: BacktestRecord, title: str, evidence: pd.DataFrame | None, evide
     n = len(rec.trades)
     sections = [
         Section("Equity and drawdown", figure_div(figures.equity_figure(rec), "equity-chart"),
-                "Bar equity of the chained out-of-sample segments, base friction and fees and "
-                "slippage x1.5; dotted lines are fold boundaries, the grey band the lockbox."),
+                _equity_note(rec.meta)),
         Section("Metrics and out-of-sample windows",
                 f'<div class="grid"><div>{tables.metrics_table(rec)}</div><div>'
                 f"{tables.folds_table(rec)}{figure_div(figures.folds_figure(rec), 'folds-chart')}"
