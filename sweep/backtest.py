@@ -139,7 +139,7 @@ def trial_spec(rec: Recorded, source: str, fold_args: dict[str, Any] | None = No
                detail: str | None = None, **kw: Any) -> BacktestSpec:
     """A recorded trial's parameters with its folds, friction, mode and detail, each unless
     overridden."""
-    from sweep.backtest_inputs import build_params
+    from sweep.param_values import build_params
 
     params = build_params(get_strategy(rec.strategy).params_cls, rec.params, rec.strategy,
                           check_range=False, what=f"trial {rec.ref}")

@@ -24,7 +24,8 @@ from sweep.backtest import (
     trial_spec,
     write_record,
 )
-from sweep.backtest_inputs import incumbent_trial, parse_params, parse_ref, recorded_trial
+from sweep.backtest_inputs import incumbent_trial, parse_ref, recorded_trial
+from sweep.param_values import parse_params
 from sweep.run_cli import _LENGTH, DataOpt, DetailOpt, ResultsOpt, _coins, _num
 
 out = Console(highlight=False, soft_wrap=False)
@@ -113,7 +114,8 @@ def backtest_command(
                               "its data, folds, friction, mode and detail unless overridden "
                               "(with none overridden its recorded score is reproduced)."),
     incumbent: bool = typer.Option(False, "--incumbent", help="The best scored trial of "
-                                   "--strategy under this harness (the leaderboard's #1)."),
+                                   "--strategy under this harness on any data (`sweep "
+                                   "leaderboard`'s #1), run as --trial runs it."),
     data: str = DataOpt,
     interval: str = typer.Option(None, "--interval", help="Bar interval; default: the trial's, "
                                  "else the strategy's own."),

@@ -1,15 +1,11 @@
-"""What `sweep backtest` runs: one parameter set (given as JSON, a recorded trial or the
-incumbent) and the recorded run a trial came from (its data, folds, friction, mode, detail).
-
-Given parameters are checked against the strategy's `param(...)` ranges and types; a trial's
-recorded parameters are taken as recorded (the search drew them) but must all still exist.
+"""What `sweep backtest` runs when it runs a recorded trial (`--trial`, `--incumbent`, or a
+study's best): its row and the `runs` row of the run that made it (data, folds, friction,
+mode, detail), and the market it was scored on.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +16,6 @@ import pandas as pd
 from harness.errors import ConfigError
 from harness.folds import Folds, folds_from_record
 from harness.market import Market, interval_seconds
-from strategies.base import ParamSpec, param_specs
 from sweep import results
 
 TRIAL_REF = re.compile(r"^(?P<study>.+)#(?P<trial>\d+)$")
@@ -76,75 +71,6 @@ class Recorded:
     @property
     def folds(self) -> Folds:
         return folds_from_record(self.folds_record)
-
-
-# ---------------------------------------------------------------------------------- params
-
-def _expected(spec: ParamSpec) -> str:
-    if spec.kind == "bool":
-        return "true or false"
-    if spec.kind == "choice":
-        return "one of " + ", ".join(json.dumps(c) for c in spec.choices or ())
-    what = "an integer" if spec.kind == "int" else "a number"
-    return f"{what} in [{spec.low:g}, {spec.high:g}]"
-
-
-def _typed(spec: ParamSpec, value: Any, check_range: bool) -> Any:
-    """`value` as the parameter's type, or a ConfigError naming it and what it must be."""
-    kind = spec.kind
-    bad = ConfigError(f"param {spec.name} must be {_expected(spec)}, got {json.dumps(value)}")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind == "choice":
-        matches = [c for c in spec.choices or () if c == value and type(c) is type(value)]
-        if not matches:
-            raise bad
-        return matches[0]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise bad
-    if kind == "int":
-        if isinstance(value, float) and not value.is_integer():
-            raise bad
-        value = int(value)
-    else:
-        value = float(value)
-    if not math.isfinite(value) or (check_range and not spec.low <= value <= spec.high):
-        raise bad
-    return value
-
-
-def build_params(params_cls: type, raw: dict[str, Any], strategy: str, check_range: bool = True,
-                 what: str = "--params") -> Any:
-    """A Params from a dict: every key a known field of the right type (and within its range
-    when `check_range`); fields not given keep their defaults."""
-    specs = {s.name: s for s in param_specs(params_cls)}
-    known = {f.name for f in dataclasses.fields(params_cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{what}: {strategy} has no parameter(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(sorted(known))}")
-    try:
-        values = {k: _typed(specs[k], v, check_range) if k in specs else v for k, v in raw.items()}
-    except ConfigError as exc:
-        raise ConfigError(f"{what}: {strategy} {exc}") from None
-    try:
-        return params_cls(**values)
-    except (TypeError, ValueError, ConfigError) as exc:
-        raise ConfigError(f"{what}: {strategy} refuses these parameters: {exc}") from None
-
-
-def parse_params(params_cls: type, text: str, strategy: str) -> Any:
-    """--params JSON -> Params (an object of field values; others keep their defaults)."""
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"--params is not JSON ({exc}): give an object such as "
-                          "'{\"ema_fast\": 8}'") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--params must be a JSON object of parameter values, got {text[:60]!r}")
-    return build_params(params_cls, raw, strategy)
 
 
 # ---------------------------------------------------------------------------------- trials

@@ -17,6 +17,7 @@ from harness.market import Market
 from strategies.base import Panel, RegisteredStrategy, get_strategy, registry
 from strategies.filters import GATES
 from sweep import results
+from sweep.param_values import parse_params
 from sweep.run_cli import CoinsOpt, DataOpt, ResultsOpt, _coins
 from sweep.signals import StrategySignals, decision_bar, parse_at, signals_at, to_document
 
@@ -54,7 +55,7 @@ def _params(s: RegisteredStrategy, text: str | None, incumbent: bool, market: Ma
             results_dir: Path, required: bool) -> tuple[Any, str]:
     """(params, where they came from) for --params JSON, --incumbent or the defaults."""
     if text is not None:
-        return _params_json(s, text), "--params"
+        return parse_params(s.params_cls, text, s.name), "--params"
     if not incumbent:
         return s.default_params(), "defaults"
     from harness.friction import DEFAULT_FRICTION, get_friction
@@ -73,27 +74,6 @@ def _params(s: RegisteredStrategy, text: str | None, incumbent: bool, market: Ma
         return s.default_params(), f"defaults ({why})"
     inc = incumbent_of(s.params_cls, best)
     return inc.params, f"incumbent {inc.source} (score {inc.score:.4g})"
-
-
-def _params_json(s: RegisteredStrategy, text: str) -> Any:
-    from strategies.base import param_specs
-    from sweep.space import parse_value
-
-    try:
-        raw = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"--params is not JSON ({exc.msg}): give an object like "
-                          '\'{"fit_window": 30}\'') from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"--params must be a JSON object of {s.name} parameters, got {type(raw).__name__}")
-    specs = {p.name: p for p in param_specs(s.params_cls)}
-    unknown = sorted(set(raw) - set(specs))
-    if unknown:
-        raise ConfigError(f"--params: unknown parameter(s) {', '.join(unknown)} for {s.name}; "
-                          f"known: {', '.join(specs)}")
-    values = {k: parse_value(specs[k], json.dumps(v) if not isinstance(v, str) else v)
-              for k, v in raw.items()}
-    return s.params_cls(**values)
 
 
 def signals_command(

@@ -3,6 +3,7 @@ reproduces its recorded score, the lockbox is guarded, and bad input is one line
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -107,8 +108,9 @@ def test_one_segment_over_dates_equals_evaluate(tmp_path, cli, strategy, dataset
 
 def test_trial_reproduces_its_recorded_score(cli, study, dataset):
     res, name, t = study
-    for row in t.head(2).itertuples():
-        r = cli("backtest", "--trial", f"{row.study}#{row.trial}", "--data", dataset, "--results", res)
+    for i, row in enumerate(t.head(2).itertuples()):
+        data = [] if i == 0 else ["--data", dataset]  # the run's data locator finds it, or --data
+        r = cli("backtest", "--trial", f"{row.study}#{row.trial}", *data, "--results", res)
         assert r.exit_code == 0, r.output
         assert same(score_of(r.stdout), float(row.score))
         assert "reproduces it" in r.stdout
@@ -137,6 +139,19 @@ def test_the_lockbox_is_refused_unless_asked_and_then_logged(tmp_path, cli, stud
     lo, _ = Folds(k=2).lockbox_range(m.n_bars)
     assert pd.Timestamp(touch["lockbox_start"][0]) == m.index[lo]
     assert pd.Timestamp(touch["lockbox_end"][0]) == m.index[-1]
+    # promote keys a candidate's lockbox by (strategy, sha256 of its params JSON, the study's
+    # data): it now finds this one touched, so it will not read it again for these params
+    from sweep.promote.eligible import Reader
+    from sweep.promote.lockbox import Lockbox
+
+    params = json.loads(results.query(res, "SELECT params FROM trials WHERE study = ? AND trial = ?",
+                                      [t["study"][0], int(t["trial"][0])])["params"][0])
+    key = (h.NAME, hashlib.sha256(results.to_json(params).encode()).hexdigest()[:16], m.fingerprint)
+    reader = Reader(res)
+    try:
+        assert key in Lockbox(reader, "next-promote", "friction_v5_coin_spread_impact").touches
+    finally:
+        reader.close()
     # walk-forward over the trial's own data never reaches its lockbox: nothing to refuse
     r = cli("backtest", "--trial", ref, "--data", dataset, "--results", res)
     assert r.exit_code == 0 and len(results.query(res, "SELECT * FROM lockbox_touches")) == 1
@@ -146,7 +161,7 @@ def test_the_lockbox_is_refused_unless_asked_and_then_logged(tmp_path, cli, stud
     (["--trial", "nosuchstudy#3"], "no study 'nosuchstudy'"),
     (["--trial", "STUDY#99"], "has no trial 99"),
     (["--trial", "no-hash-sign"], "give STUDY#N"),
-    (["--strategy", h.NAME, "--params", '{"lookbak": 20}'], "no parameter(s) lookbak"),
+    (["--strategy", h.NAME, "--params", '{"lookbak": 20}'], "unknown parameter(s) lookbak for test_breakout"),
     (["--strategy", h.NAME, "--params", '{"lookback": 500}'], "lookback must be an integer in [5, 60], got 500"),
     (["--strategy", h.NAME, "--params", '{"lookback": 20.5}'], "lookback must be an integer"),
     (["--strategy", h.NAME, "--params", '{"side": "up"}'], 'side must be one of "long", "short", "both"'),
