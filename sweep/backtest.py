@@ -64,6 +64,18 @@ METRIC_ROWS = (
 )
 
 
+def trial_note(m: dict) -> str:
+    """How a backtest of a recorded trial relates to what the trial recorded."""
+    rec, now = m["recorded_score"], m["score"]
+    head = f"trial {m['study']}#{m['trial']} recorded score {fmt(rec)}"
+    if not m["reproduces_trial"]:
+        return f"{head}: not comparable with this run (other harness, data, dates, folds or friction)"
+    if rec == now or abs(now - rec) <= 1e-12 * max(1.0, abs(rec)):
+        return f"{head}: reproduced (same harness, data, folds, friction and mode, same score)"
+    return (f"{head}: same inputs, another score ({fmt(now)}): the strategy code changed since "
+            f"the sweep (now {m['code_hash']})")
+
+
 def fmt(v: Any, kind: str = "f") -> str:
     """A number for people: "%" a fraction as a percentage, "$" money, "d" a count."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -198,9 +210,11 @@ def _keeps_trial_span(spec: BacktestSpec) -> bool:
 
 
 def reproduces(spec: BacktestSpec, market: Market) -> bool:
-    """True when this run is the recorded trial's: same data, folds, friction, mode and detail."""
+    """True when this run is the recorded trial's: same harness, data, folds, friction, mode
+    and detail."""
     rec = spec.recorded
     return (_keeps_trial_span(spec) and market.fingerprint == rec.run["data_fingerprint"]
+            and rec.harness_hash == harness_hash()
             and get_friction(spec.friction).version == rec.friction
             and spec.mode == rec.run["mode"] and spec.detail == rec.detail)
 

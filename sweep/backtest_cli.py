@@ -21,6 +21,7 @@ from sweep.backtest import (
     fmt,
     fold_plan,
     run_backtest,
+    trial_note,
     trial_spec,
     write_record,
 )
@@ -66,9 +67,7 @@ def print_record(rec: BacktestRecord) -> None:
     if m["rejected"]:
         out.print(f"rejected: {m['rejected']} (the score is -inf)")
     if m["recorded_score"] is not None:
-        out.print(f"trial {m['study']}#{m['trial']} recorded score {fmt(m['recorded_score'])}: "
-                  + ("this run reproduces it (same data, folds, friction, mode)" if m["reproduces_trial"]
-                     else "not comparable (other data, dates, folds or friction)"))
+        out.print(trial_note(m))
 
 
 def _spec(strategy: str | None, params: str | None, trial: str | None, incumbent: bool,

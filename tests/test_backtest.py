@@ -113,7 +113,7 @@ def test_trial_reproduces_its_recorded_score(cli, study, dataset):
         r = cli("backtest", "--trial", f"{row.study}#{row.trial}", *data, "--results", res)
         assert r.exit_code == 0, r.output
         assert same(score_of(r.stdout), float(row.score))
-        assert "reproduces it" in r.stdout
+        assert "reproduced (same harness" in r.stdout
     best = t[t["status"] == "complete"].iloc[0]
     r = cli("backtest", "--incumbent", "--strategy", h.NAME, "--data", dataset, "--results", res)
     assert r.exit_code == 0, r.output

@@ -16,7 +16,7 @@ import pandas as pd
 from harness.atomic import atomic_write
 from harness.errors import ConfigError
 from sweep import results
-from sweep.backtest import BacktestRecord, fmt, read_record, run_backtest, trial_spec
+from sweep.backtest import BacktestRecord, fmt, read_record, run_backtest, trial_note, trial_spec
 from sweep.backtest_inputs import best_of_study, parse_ref, recorded_trial
 from sweep.report import figures, tables
 from sweep.report.page import Section, figure_div, page
@@ -63,9 +63,7 @@ def _meta_lines(m: dict) -> list[str]:
                  + (f" · lockbox {m['lockbox'][0][:16]} to {m['lockbox'][1][:16]} (not evaluated)"
                     if m["lockbox"] else " · no lockbox"))
     if m["recorded_score"] is not None:
-        lines.append(f"trial {m['study']}#{m['trial']} recorded score {fmt(m['recorded_score'])}"
-                     + ("; reproduced by this run" if m["reproduces_trial"] else "; not comparable "
-                        "with this run (other data, dates, folds or friction)"))
+        lines.append(trial_note(m))
     lines.append("params: " + ", ".join(f"{k}={v}" for k, v in m["params"].items()))
     lines.append(f"harness {m['harness_hash']} · strategy code {m['code_hash']} · data "
                  f"{m['market']['fingerprint']} · made {m['created_at'][:19]} UTC")
