@@ -3,10 +3,15 @@
 Through the hyperliquid-python-sdk `Info(base_url, skip_ws=True)` client. The API serves only
 the latest 5,000 candles per interval, so history must be recorded over time: run it hourly.
 
-- Candles: from the last stored bar + 1 (else `since`, else 5,000 bars back), paged by the last
-  returned open time; the still-open last candle (t + interval > now) is never stored.
-- Funding: from the last stored hour + 1 h (else `since`, else where the candles start), at
-  most 500 rows per response, next startTime = last time + 1 ms, duplicates dropped.
+- Candles: from the last stored bar + 1, less a trailing window of `REFETCH_BARS` stored bars
+  fetched again (else `since`, else 5,000 bars back), paged by the last returned open time,
+  rows repeated in a page kept once. A candle is closed when its own close time `T` is
+  before the open of the newest candle the server shows: the server's clock decides, so a
+  lagging server's still-open candle is never stored; a server whose newest candle is old
+  says so in the coin's note. Re-fetched rows replace stored ones (a late fix lands).
+- Funding: from the last stored hour + 1 h less the same trailing window (else `since`, else
+  where the candles start), at most 500 rows per response, next startTime = last time + 1 ms,
+  duplicates dropped.
 - Weight budget: each request reserves its weight (20, plus 1 per 60 candles or 1 per 20
   funding rows it can return at most) in a sliding 60 s window, kept below Hyperliquid's
   1,200 per minute with headroom for other clients on the same IP (the paper executor).
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import requests
 from hyperliquid.api import API
@@ -47,6 +53,7 @@ CANDLES_PER_WEIGHT = 60
 FUNDING_ROWS_PER_WEIGHT = 20
 CANDLE_WINDOW = 5_000  # candles per interval the API keeps
 FUNDING_PAGE_ROWS = 500  # max rows per funding response
+REFETCH_BARS = 3  # trailing stored bars fetched again on every sync (late fixes land)
 HOUR_MS = 3_600_000
 
 
@@ -90,6 +97,7 @@ class HyperliquidClient:
         self.budget = WeightBudget(weight_per_minute, clock, sleep)
         self.sleep, self.max_tries, self.backoff = sleep, max_tries, backoff
         self.requests = self.retries = 0
+        self.newest_open: dict[str, int] = {}  # interval -> newest candle open the server showed
         api = API(self.base_url, timeout=timeout)
         self.meta = self.call("meta", REQUEST_WEIGHT, api.post, "/info", {"type": "meta"})
         spot_meta = self.call("spotMeta", REQUEST_WEIGHT, api.post, "/info", {"type": "spotMeta"})
@@ -136,30 +144,47 @@ class HyperliquidClient:
             raise DataError(f"Hyperliquid meta: unexpected answer {str(self.meta)[:120]}") from None
 
     def candles(self, coin: str, interval: str, start_ms: int, now_ms: int) -> tuple[pd.DataFrame, str]:
-        """CLOSED candles opening at or after start_ms (store schema) and a note when the API no
-        longer serves the start. Pages by the last open time; the open candle is dropped."""
+        """CLOSED candles opening at or after start_ms (store schema) and a note (history no
+        longer served; the server's newest candle is old). Pages by the last open time.
+
+        Closed is the server's word, not the local clock's: a candle is closed when its own
+        close time `T` is before the open of the newest candle the server has shown for this
+        interval (that newest one may still be open; a lagging server's open candle is never
+        stored as closed). Rows repeated inside a page are kept once (the last).
+        """
         step = INTERVALS[interval] * 1000
         start = start_ms - start_ms % step
-        cursor, rows, seen = start, [], set()
+        cursor, rows = start, {}
         what = f"candleSnapshot {coin} {interval}"
         while cursor + step <= now_ms:  # some closed candle may still be missing
             expected = min(CANDLE_WINDOW, (now_ms - cursor) // step + 1)
             page = _as_list(self.call(what, REQUEST_WEIGHT + math.ceil(expected / CANDLES_PER_WEIGHT),
                                       self.info.candles_snapshot, coin, interval, cursor, now_ms),
                             what, "t")
-            fresh = [r for r in page if int(r["t"]) >= cursor and int(r["t"]) not in seen]
+            fresh = {int(r["t"]): r for r in page if int(r["t"]) >= cursor}
             if not fresh:
                 break
-            seen.update(int(r["t"]) for r in fresh)
-            rows.extend(fresh)
-            cursor = max(int(r["t"]) for r in fresh) + step
-        closed = sorted((r for r in rows if int(r["t"]) + step <= now_ms), key=lambda r: int(r["t"]))
-        note = ""
+            rows.update(fresh)
+            cursor = max(fresh) + step
+        newest = max(rows, default=None)
+        if newest is not None:
+            self.newest_open[interval] = max(self.newest_open.get(interval, newest), newest)
+        latest = self.newest_open.get(interval)
+        closed = [rows[t] for t in sorted(rows) if _close_ms(rows[t], step) < latest]
+        notes = []
         oldest_served = now_ms - now_ms % step - (CANDLE_WINDOW - 1) * step
         if closed and start < int(closed[0]["t"]) <= oldest_served:  # not a later listing
-            note = (f"history before {pd.Timestamp(int(closed[0]['t']), unit='ms', tz='UTC')} not "
-                    f"served (the API keeps {CANDLE_WINDOW:,} candles)")
-        return _candle_frame(closed, coin, interval), note
+            notes.append(f"history before {_utc(int(closed[0]['t']))} not served (the API keeps "
+                         f"{CANDLE_WINDOW:,} candles)")
+        behind = now_ms - now_ms % step - step  # the newest bar that has closed by the clock
+        if newest is None:
+            notes.append(f"the server has no candle since {_utc(start)}: it lags or the coin is "
+                         "halted; re-run later")
+        elif newest < behind:
+            notes.append(f"the server's newest candle opened {_utc(newest)}, "
+                         f"{(now_ms - newest - step) / 3_600_000:.1f} h before the clock's last "
+                         "close: it lags or the coin is halted")
+        return _candle_frame(closed, coin, interval), "; ".join(notes)
 
     def funding(self, coin: str, start_ms: int, now_ms: int) -> pd.DataFrame:
         """Funding records from start_ms to now_ms (store schema, ts NOT yet floored), paged by
@@ -184,9 +209,10 @@ class CoinSync:
     coin: str
     candles_added: int
     funding_added: int
-    first_new: pd.Timestamp | None  # open time of the first candle fetched
+    first_new: pd.Timestamp | None  # open time of the first candle added
     last_bar: pd.Timestamp | None  # newest closed candle fetched
-    note: str = ""  # e.g. history lost outside the 5,000-candle window
+    note: str = ""  # history lost outside the 5,000-candle window; a server whose newest is old
+    candles_fixed: int = 0  # stored candles the re-fetched window replaced with other values
 
 
 @dataclass(frozen=True)
@@ -211,6 +237,18 @@ def _ms(ts: pd.Timestamp) -> int:
     return int(ts.value // 1_000_000)
 
 
+def _utc(ms: int) -> pd.Timestamp:
+    return pd.Timestamp(ms, unit="ms", tz="UTC")
+
+
+def _close_ms(row: dict, step: int) -> int:
+    """A candle's own close time: its `T` (the last ms of the bar), else open + interval - 1."""
+    try:
+        return int(row["T"])
+    except (KeyError, TypeError, ValueError):
+        return int(row["t"]) + step - 1
+
+
 def _since_ms(since) -> int | None:
     if since is None:
         return None
@@ -222,12 +260,27 @@ def _since_ms(since) -> int | None:
     return _ms(t)
 
 
-def _start(stored: pd.Timestamp | None, step_ms: int, since_ms: int | None, default_ms: int) -> int:
-    """Where a coin's fetch starts: after the last stored row, or `since`, or the default."""
-    start = _ms(stored) + step_ms if stored is not None else None
+def _start(stored: pd.Timestamp | None, step_ms: int, since_ms: int | None, default_ms: int,
+           refetch: int = 0) -> int:
+    """Where a coin's fetch starts: `refetch` rows before the row after the last stored one
+    (the trailing window fetched again), or `since` when later, or the default."""
+    start = _ms(stored) + step_ms - refetch * step_ms if stored is not None else None
     if since_ms is not None and (start is None or since_ms > start):
         start = since_ms
     return default_ms if start is None else start
+
+
+def _fixed(store: str | Path, table: str, coin: str, fresh: pd.DataFrame, keys: tuple[str, ...]) -> int:
+    """How many fetched rows differ from the stored rows of the same time (late fixes)."""
+    if not len(fresh) or not st.partition_path(store, table, coin).is_file():
+        return 0
+    old = st.read_parquet(st.partition_path(store, table, coin)).set_index("ts")
+    new = fresh.set_index("ts")
+    both = new.index.intersection(old.index)
+    if not len(both):
+        return 0
+    a, b = old.loc[both, list(keys)].to_numpy(float), new.loc[both, list(keys)].to_numpy(float)
+    return int((~((a == b) | (np.isnan(a) & np.isnan(b)))).any(axis=1).sum())
 
 
 def _candle_frame(rows: list[dict], coin: str, interval: str) -> pd.DataFrame:
@@ -270,12 +323,17 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
          progress: Callable[[int, int, str], None] | None = None, *,
          now_ms: Callable[[], int] | None = None, sleep: Callable[[float], None] = time.sleep,
          clock: Callable[[], float] = time.monotonic, max_tries: int = 6, backoff: float = 1.0,
-         timeout: float = 30.0, weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE) -> SyncReport:
+         timeout: float = 30.0, weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE,
+         refetch: int = REFETCH_BARS) -> SyncReport:
     """Fetch closed candles (and funding) for `coins` (["all"]: every listed perp) into `store`.
 
-    progress(done, total, coin) is called after each coin. now_ms, sleep and clock are
-    injectable for tests; everything else follows the module doc.
+    The last `refetch` stored bars (and funding hours) are fetched again and replace what is
+    stored, so a bar the server corrected or filled late lands. progress(done, total, coin)
+    is called after each coin. now_ms, sleep and clock are injectable for tests; everything
+    else follows the module doc.
     """
+    if refetch < 0:
+        raise DataError(f"refetch must be >= 0 bars, got {refetch}")
     if interval not in INTERVALS:
         raise DataError(f"unknown interval {interval!r}: use one of {', '.join(INTERVALS)}")
     if not coins:
@@ -302,19 +360,23 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
     for i, coin in enumerate(names):
         now = clock_now()
         default = now - now % step - (CANDLE_WINDOW - 1) * step  # the oldest bar served
-        c_start = _start(st.last_ts(store, table, coin), step, since, default)
+        stored = st.last_ts(store, table, coin)
+        c_start = _start(stored, step, since, default, refetch)
         bars, note = client.candles(coin, interval, c_start, now)
-        added = st.upsert_candles(store, interval, bars,
-                                  f"Hyperliquid candleSnapshot {coin} {interval}").get(coin, 0)
+        fixed = _fixed(store, table, coin, bars, ("open", "high", "low", "close", "volume"))
+        added = st.upsert_candles(store, interval, bars, f"Hyperliquid candleSnapshot {coin} "
+                                  f"{interval}", replace=True).get(coin, 0)
         f_added = 0
         if funding:
             f_start = _start(st.last_ts(store, st.FUNDING_TABLE, coin), HOUR_MS, since,
-                             min(c_start, default))
+                             min(c_start, default), refetch)
             f_added = st.upsert_funding(store, client.funding(coin, f_start, now),
-                                        f"Hyperliquid fundingHistory {coin}").get(coin, 0)
+                                        f"Hyperliquid fundingHistory {coin}",
+                                        replace=True).get(coin, 0)
+        new = bars if stored is None else bars[bars["ts"] > stored]
         done.append(CoinSync(
-            coin=coin, candles_added=added, funding_added=f_added,
-            first_new=bars["ts"].iloc[0] if len(bars) else None,
+            coin=coin, candles_added=added, funding_added=f_added, candles_fixed=fixed,
+            first_new=new["ts"].iloc[0] if len(new) else None,
             last_bar=bars["ts"].iloc[-1] if len(bars) else None,
             note=note,
         ))

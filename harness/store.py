@@ -129,10 +129,17 @@ class PendingWrite:
     path: Path
     table: pa.Table
     added: int
+    changed: bool  # the partition differs from what is stored (rows added or replaced)
 
 
-def _plan(store: str | Path, table: str, frame: pd.DataFrame, schema: pa.Schema) -> dict[str, PendingWrite]:
-    """Merge a validated frame (sorted by coin, ts) with the stored partitions, in memory."""
+def _ts_of(table: pa.Table) -> np.ndarray:
+    return table.column("ts").cast(pa.int64()).to_numpy()
+
+
+def _plan(store: str | Path, table: str, frame: pd.DataFrame, schema: pa.Schema,
+          replace: bool = False) -> dict[str, PendingWrite]:
+    """Merge a validated frame (sorted by coin, ts) with the stored partitions, in memory.
+    Stored rows win over new rows of the same ts, unless `replace`."""
     if frame.empty:
         return {}
     codes, coins = pd.factorize(frame["coin"], sort=False)
@@ -143,25 +150,31 @@ def _plan(store: str | Path, table: str, frame: pd.DataFrame, schema: pa.Schema)
     for coin, s, e in zip(coins, starts, ends, strict=True):
         path = partition_path(store, table, coin)
         new = new_all.slice(s, e - s)
-        if path.is_file():
-            old = pa.Table.from_pandas(read_parquet(path), schema=schema, preserve_index=False)
-            old_ts = old.column("ts").cast(pa.int64()).to_numpy()
-            keep = ~np.isin(new.column("ts").cast(pa.int64()).to_numpy(), old_ts)
-            if not keep.any():
-                plans[coin] = PendingWrite(path, old, 0)
-                continue
-            merged = pa.concat_tables([old, new.filter(pa.array(keep))])
-            merged = merged.take(pa.array(np.argsort(
-                merged.column("ts").cast(pa.int64()).to_numpy(), kind="stable")))
-            plans[coin] = PendingWrite(path, merged, int(keep.sum()))
+        if not path.is_file():
+            plans[coin] = PendingWrite(path, new, int(e - s), True)
+            continue
+        old = pa.Table.from_pandas(read_parquet(path), schema=schema, preserve_index=False)
+        old_ts, new_ts = _ts_of(old), _ts_of(new)
+        fresh = ~np.isin(new_ts, old_ts)
+        if replace:
+            stale = np.isin(old_ts, new_ts)
+            changed = bool(fresh.any()) or not old.filter(pa.array(stale)).to_pandas().equals(
+                new.filter(pa.array(~fresh)).to_pandas())  # NaN == NaN here, unlike Arrow
+            merged = pa.concat_tables([old.filter(pa.array(~stale)), new])
         else:
-            plans[coin] = PendingWrite(path, new, int(e - s))
+            changed = bool(fresh.any())
+            merged = pa.concat_tables([old, new.filter(pa.array(fresh))])
+        if not changed:
+            plans[coin] = PendingWrite(path, old, 0, False)
+            continue
+        merged = merged.take(pa.array(np.argsort(_ts_of(merged), kind="stable")))
+        plans[coin] = PendingWrite(path, merged, int(fresh.sum()), True)
     return plans
 
 
 def _write(plans: dict[str, PendingWrite]) -> dict[str, int]:
     """Write the changed partitions; threads overlap the fsync waits of many small files."""
-    todo = [p for p in plans.values() if p.added]
+    todo = [p for p in plans.values() if p.changed]
     if len(todo) > 1:
         with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
             list(pool.map(lambda p: atomic_write_parquet(p.table, p.path), todo))
@@ -171,21 +184,23 @@ def _write(plans: dict[str, PendingWrite]) -> dict[str, int]:
 
 
 def upsert_candles(store: str | Path, interval: str, df: pd.DataFrame,
-                   source: str = "candles to store") -> dict[str, int]:
-    """Validate and add candles; returns rows added per coin (0 for rows already stored)."""
+                   source: str = "candles to store", replace: bool = False) -> dict[str, int]:
+    """Validate and add candles; returns rows added per coin (0 for rows already stored).
+    With `replace`, a row for a stored (coin, ts) replaces it (the source corrected a bar)."""
     if len(df) == 0:
         return {}
     frame = validate_candles(df, source, interval).frame
-    return _write(_plan(store, candles_table(interval), frame, CANDLE_SCHEMA))
+    return _write(_plan(store, candles_table(interval), frame, CANDLE_SCHEMA, replace))
 
 
-def upsert_funding(store: str | Path, df: pd.DataFrame,
-                   source: str = "funding to store") -> dict[str, int]:
-    """Validate (floors ts to the hour) and add funding; returns rows added per coin."""
+def upsert_funding(store: str | Path, df: pd.DataFrame, source: str = "funding to store",
+                   replace: bool = False) -> dict[str, int]:
+    """Validate (floors ts to the hour) and add funding; returns rows added per coin.
+    With `replace`, a record for a stored (coin, hour) replaces it."""
     if len(df) == 0:
         return {}
     frame = validate_funding(df, source).frame
-    return _write(_plan(store, FUNDING_TABLE, frame, FUNDING_SCHEMA))
+    return _write(_plan(store, FUNDING_TABLE, frame, FUNDING_SCHEMA, replace))
 
 
 @dataclass(frozen=True)

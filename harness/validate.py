@@ -199,7 +199,8 @@ def validate_candles(df: pd.DataFrame, source: str, interval: str | None = None)
          "fix the bar at the source or drop it"),
         (lo > np.minimum(o, c), "low above min(open, close)",
          "fix the bar at the source or drop it"),
-        (np.isnan(v) | (v < 0), "a NaN or negative volume", "volume must be >= 0: fix or drop it"),
+        (~np.isfinite(v) | (v < 0), "a NaN, infinite or negative volume",
+         "volume must be a finite number >= 0: fix or drop it"),
     )
     for mask, what, fix in checks:
         hit = _first_bad(mask)

@@ -27,6 +27,7 @@ from sweep.study import (
     code_hash,
     evaluate_params,
     prepare,
+    worker_id,
 )
 from sweep.trial_rows import TrialResult, write_trials
 
@@ -84,6 +85,7 @@ def _run_row(ctx: Context, command: str, n: int, summary: dict, started: Any) ->
         "detail": ctx.cfg.detail or "",
         "folds": results.to_json(ctx.cfg.fold_spec.record(ctx.folds)), "trials_target": n, "jobs": 1,
         "storage": None, "code_hash": code_hash(), "git_dirty": dirty, "argv": ctx.cfg.argv,
+        "owner": worker_id(),
         "status": "finished", "summary": results.to_json(summary), "started_at": started,
         "finished_at": results.now(), "updated_at": results.now(),
     }])

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import sys
 
 import typer
 
-from harness.errors import HarnessError
+from harness.cli import OneLineGroup
 
 app = typer.Typer(
     name="sweep",
+    cls=OneLineGroup,
     help="Research, validate and promote directional strategies on Hyperliquid perps.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -30,8 +30,4 @@ def _register() -> None:
 
 def main() -> None:
     _register()
-    try:
-        app()
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    app()  # OneLineGroup: every failure is one line on stderr and a non-zero exit

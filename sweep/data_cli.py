@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harness import hl_sync
+from harness.cli import redact
 from harness.costs import BPS, ESTIMATORS, CostModel, coin_costs, slippage
 from harness.errors import ConfigError, DataError
 from harness.friction import V5
@@ -65,13 +66,14 @@ def sync_command(
 
         report = hl_sync.sync(store, names, interval=interval, funding=funding, since=since,
                               base_url=base_url, testnet=testnet, progress=step)
-    table = Table(title=f"data sync {report.interval} from {report.base_url} into {store}")
-    for col, just in (("coin", "left"), ("candles added", "right"), ("funding added", "right"),
-                      ("first new bar", "left"), ("last closed bar", "left"), ("note", "left")):
+    table = Table(title=f"data sync {report.interval} from {redact(report.base_url)} into {store}")
+    for col, just in (("coin", "left"), ("candles added", "right"), ("candles fixed", "right"),
+                      ("funding added", "right"), ("first new bar", "left"),
+                      ("last closed bar", "left"), ("note", "left")):
         table.add_column(col, justify=just)
     for c in report.coins:
-        table.add_row(c.coin, f"{c.candles_added:,}", f"{c.funding_added:,}", _ts(c.first_new),
-                      _ts(c.last_bar), c.note)
+        table.add_row(c.coin, f"{c.candles_added:,}", f"{c.candles_fixed:,}", f"{c.funding_added:,}",
+                      _ts(c.first_new), _ts(c.last_bar), c.note)
     table.caption = (f"{len(report.coins)} coins, {report.candles_added:,} candles and "
                      f"{report.funding_added:,} funding rows added; {report.requests} requests, "
                      f"weight {report.weight:,}, {report.retries} retries")

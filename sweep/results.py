@@ -118,8 +118,10 @@ RUNS = register_table("runs", (
     ("storage", "str", "Optuna storage URL, password masked"),
     ("code_hash", "str", "hash of strategies/ and sweep/space.py (sweep.study.code_hash())"),
     ("git_dirty", "bool", "uncommitted changes in the work tree"),
-    ("argv", "str", "the command line"),
-    ("status", "str", "running | finished | interrupted | failed"),
+    ("argv", "str", "the command line, passwords and tokens masked"),
+    ("status", "str", "running | finished | interrupted | failed | killed (the process died "
+                      "while running; marked by the next `sweep run` on its host)"),
+    ("owner", "str", "host:pid:start time of the process that wrote the row"),
     ("summary", "json", "run: best; scan: kept value; noise: std/min/max of score"),
     ("started_at", "ts", "UTC"),
     ("finished_at", "ts", "UTC, null while running"),
@@ -335,6 +337,49 @@ def connect(results_dir: Path | str = DEFAULT_RESULTS, persist: bool = True) -> 
         con.close()
         raise ResultsError(f"cannot read the results tables in {results_dir}: {exc}".splitlines()[0]) from None
     return con
+
+
+def connect_readonly(results_dir: Path | str = DEFAULT_RESULTS) -> duckdb.DuckDBPyConnection:
+    """A connection for questions from outside (`sweep sql`): it can read the results tables and
+    nothing else. The views are refreshed first; then results.duckdb is opened read-only (an
+    in-memory copy of the views when another process holds it), file access is limited to the
+    results folder, extensions cannot be installed or loaded, and the configuration is locked.
+    Statements other than a SELECT are refused by `select_statement` before they run."""
+    results_dir = Path(results_dir)
+    connect(results_dir).close()
+    root = str(results_dir.resolve()).replace("'", "''") + "/"
+    no_extensions = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    try:
+        con, fresh = duckdb.connect(str(results_dir / DB_NAME), read_only=True, config=no_extensions), False
+    except (duckdb.Error, OSError):
+        con, fresh = duckdb.connect(config=no_extensions), True
+    try:
+        con.execute(f"SET allowed_directories = ['{root}']")
+        con.execute("SET enable_external_access = false")
+        if fresh:
+            _create_views(con, results_dir)
+        con.execute("SET lock_configuration = true")
+    except duckdb.Error as exc:
+        con.close()
+        raise ResultsError(f"cannot read the results tables in {results_dir}: {exc}".splitlines()[0]) from None
+    return con
+
+
+def select_statement(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The one SELECT in `sql` (DESCRIBE, SHOW, SUMMARIZE and FROM-first queries are SELECTs);
+    ResultsError naming what was refused otherwise."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ResultsError(f"query failed: {str(exc).splitlines()[0]}") from None
+    if len(statements) != 1:
+        raise ResultsError(f"give one statement, got {len(statements)}: sweep sql runs a single "
+                           "SELECT")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise ResultsError(f"sweep sql is read-only: {kind.name} statements are refused; ask with "
+                           "SELECT (or DESCRIBE, SHOW, SUMMARIZE)")
+    return statements[0]
 
 
 def query(results_dir: Path | str, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:

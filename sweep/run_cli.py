@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from harness.cli import redact
 from harness.errors import ConfigError
 from harness.friction import DEFAULT_FRICTION
 from sweep import results
@@ -85,7 +87,7 @@ def _sigterm_as_interrupt() -> None:
 def _config(**kw: Any) -> Any:
     from sweep.study import StudyConfig
 
-    kw["argv"] = " ".join(["sweep"] + sys.argv[1:])
+    kw["argv"] = redact(" ".join(["sweep"] + sys.argv[1:]))  # a --storage password is never stored
     return StudyConfig(**kw)
 
 
@@ -213,6 +215,9 @@ def run_command(
     storage: str = typer.Option(None, "--storage", help="Optuna storage: a journal file path, or an "
                                 "RDB URL such as postgresql://user:pw@host/db to share a study across "
                                 "machines. Default: results/studies/<study>.journal."),
+    storage_timeout: float = typer.Option(10.0, "--storage-timeout", min=0.1, help="Seconds to "
+                                          "wait for an RDB storage server to answer before "
+                                          "giving up with an error."),
     study: str = typer.Option(None, "--study", help="Study name; default derived from strategy, "
                               "sampler, seed, code, harness and data (same inputs resume)."),
     seed: int = SeedOpt,
@@ -235,7 +240,8 @@ def run_command(
     cfg = _config(strategy=strategy, trials=trials, timeout=timeout, sampler=sampler, data=data,
                   interval=interval, coins=_coins(coins), friction=friction, detail=detail,
                   folds=folds, train=train, test=test, purge=purge, embargo=embargo, jobs=jobs,
-                  storage=storage, study=study, seed=seed, results=results_dir, batch=batch,
+                  storage=storage, storage_timeout=storage_timeout, study=study, seed=seed,
+                  results=results_dir, batch=batch,
                   fixed=_fixed(strategy, fix), mode=mode)
     bar: list[_Bar] = []
 
@@ -406,7 +412,11 @@ def sql_command(
     limit: int = typer.Option(200, "--max-rows", min=1, help="Rows shown in the table view."),
     results_dir: Path = ResultsOpt,
 ) -> None:
-    """Ask DuckDB anything about the results tables (views in results/results.duckdb)."""
+    """Ask DuckDB anything about the results tables (views in results/results.duckdb).
+
+    Read-only: one SELECT (DESCRIBE, SHOW and SUMMARIZE too); writes, COPY, ATTACH, INSTALL,
+    LOAD, SET and files outside the results folder are refused.
+    """
     if csv and as_json:
         raise ConfigError("choose one of --csv and --json")
     if schema:
@@ -415,10 +425,10 @@ def sql_command(
         raise ConfigError('give a query, e.g. sweep sql "SELECT count(*) FROM trials", or --schema')
     else:
         _require(results_dir)
-        con = results.connect(results_dir)
+        con = results.connect_readonly(results_dir)
         try:
-            df = con.execute(query).df()
-        except Exception as exc:  # duckdb errors: one line
+            df = con.execute(results.select_statement(con, query)).df()
+        except duckdb.Error as exc:
             raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
         finally:
             con.close()

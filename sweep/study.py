@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import multiprocessing as mp
 import os
@@ -36,6 +37,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from harness.cli import redact
 from harness.errors import ConfigError, HarnessError
 from harness.evaluate import evaluate_batch
 from harness.folds import Folds, FoldSpec
@@ -45,7 +47,7 @@ from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
 from sweep import results
 from sweep.space import SearchSpace, search_space
-from sweep.storage import mask_url, open_storage, storage_url, sync_journal
+from sweep.storage import DEFAULT_TIMEOUT, open_storage, storage_url, sync_journal
 from sweep.trial_rows import CONSTRAINTS, Provenance, TrialResult, violations, write_trials
 
 SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
@@ -75,6 +77,7 @@ class StudyConfig:
     embargo: str = "24h"
     jobs: int = 1
     storage: str | None = None  # None: journal file under results/studies/
+    storage_timeout: float = DEFAULT_TIMEOUT  # seconds to connect to an RDB storage
     study: str | None = None
     seed: int = 0
     results: Path = results.DEFAULT_RESULTS
@@ -93,6 +96,8 @@ class StudyConfig:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}")
+        if not self.storage_timeout > 0:
+            raise ConfigError(f"--storage-timeout must be > 0 seconds, got {self.storage_timeout}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         if self.batch is not None and self.batch < 1:
@@ -248,7 +253,7 @@ def worker_seed(seed: int, worker: int, n_existing: int) -> int:
 
 
 IDENTITY = ("strategy", "harness_hash", "data_fingerprint", "sim_model_version", "interval",
-            "folds", "code_hash", "mode", "detail")
+            "folds", "code_hash", "mode", "detail", "search_space")
 
 
 def identity(ctx: Context) -> dict[str, Any]:
@@ -256,13 +261,22 @@ def identity(ctx: Context) -> dict[str, Any]:
             "data_fingerprint": ctx.prov.data_fingerprint,
             "sim_model_version": ctx.friction_version, "interval": ctx.cfg.interval,
             "folds": results.to_json(asdict(ctx.folds)), "code_hash": ctx.code_hash,
-            "mode": ctx.cfg.mode, "detail": ctx.cfg.detail or ""}
+            "mode": ctx.cfg.mode, "detail": ctx.cfg.detail or "",
+            "search_space": results.to_json(ctx.space.to_json())}
+
+
+def _shown(key: str, value: Any) -> str:
+    """An identity value as the refusal shows it; a search space as its fixed parameters."""
+    if key != "search_space":
+        return str(value)
+    fixed = {k: v["fixed"] for k, v in json.loads(value).items() if "fixed" in v}
+    return "--fix " + (",".join(f"{k}={v}" for k, v in sorted(fixed.items())) or "(none)")
 
 
 def open_study(ctx: Context, worker: int = 0, create: bool = True) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage_url(ctx.cfg.storage, ctx.cfg.results, ctx.study_name)
-    storage = open_storage(url)
+    storage = open_storage(url, ctx.cfg.storage_timeout)
     dirs = directions(ctx.cfg.sampler)
     try:
         if create:
@@ -281,7 +295,7 @@ def open_study(ctx: Context, worker: int = 0, create: bool = True) -> optuna.Stu
     if diff:
         raise ConfigError(
             f"study {ctx.study_name} was created with another {', '.join(diff)} "
-            f"({'; '.join(f'{k}: {have.get(k)} -> {want[k]}' for k in diff)}); "
+            f"({'; '.join(f'{k}: {_shown(k, have[k])} -> {_shown(k, want[k])}' for k in diff)}); "
             "its trials are not comparable: use a new --study (or drop --study)"
         )
     for k in IDENTITY:  # another worker may be writing them right now: same values, no harm
@@ -573,8 +587,9 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
         "n_coins": ctx.market.n_coins,
         "n_bars": ctx.market.n_bars, "folds": results.to_json(cfg.fold_spec.record(ctx.folds)),
         "detail": cfg.detail or "", "trials_target": cfg.trials, "jobs": cfg.jobs,
-        "storage": mask_url(storage_url(cfg.storage, cfg.results, ctx.study_name)),
+        "storage": redact(storage_url(cfg.storage, cfg.results, ctx.study_name)),
         "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,
+        "owner": worker_id(),
         "summary": results.to_json(summary), "started_at": started,
         "finished_at": results.now() if finished else None, "updated_at": results.now(),
     }
@@ -586,6 +601,22 @@ def write_run(ctx: Context, status: str, started: Any, summary: dict | None = No
 
     row = _run_row(ctx, status, started, summary or {}, finished)
     results.write_batch(ctx.cfg.results, "runs", pd.DataFrame([row]))
+
+
+def mark_killed_runs(results_dir: Path) -> int:
+    """Runs still `running` whose process (on this host) is gone were killed: their latest row
+    is written again with status `killed`, so `runs` does not show them running forever."""
+
+    if not results.has_rows(results_dir, "runs"):
+        return 0
+    df = results.query(results_dir, "SELECT * FROM runs WHERE status = 'running'")
+    if "owner" not in df.columns:
+        return 0
+    dead = df[[_owner_dead(o) for o in df["owner"]]]
+    if len(dead):
+        results.write_batch(results_dir, "runs", dead.drop(columns=["batch"]).assign(
+            status="killed", updated_at=results.now()))
+    return len(dead)
 
 
 def best_score(results_dir: Path, study_name: str) -> float:
@@ -627,6 +658,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     run_id = results.new_id()
     ctx = prepare(cfg, run_id, market)
     study = open_study(ctx)
+    mark_killed_runs(cfg.results)
     reconciled = reconcile(study, cfg.results)
     done_before = count_evaluated(study)
     before = best_comparable(ctx, exclude_study=ctx.study_name)

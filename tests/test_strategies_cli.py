@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from harness.errors import ConfigError
+from harness.cli import OneLineGroup
 from strategies.base import param_specs, registry
 from sweep import strategies_cli
 
@@ -20,7 +20,7 @@ ISSUE_STRATEGIES = ("momentum", "mean_reversion", "ema_pullback", "trend_alpha",
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=OneLineGroup)
 
     @app.callback()
     def main() -> None:  # a group, so the command keeps its name as in `python -m sweep`
@@ -58,15 +58,15 @@ def test_one_strategy_shows_defaults_ranges_and_thresholds():
     assert "zscore_reversion" not in out
 
 
-def test_unknown_strategy_is_a_config_error():
+def test_unknown_strategy_is_one_line_and_exit_2():
     res = CliRunner().invoke(_app(), ["strategies", "nope"])
-    assert isinstance(res.exception, ConfigError)
-    assert "registered are" in str(res.exception)
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: unknown strategy 'nope'") and "registered are" in res.stderr
 
 
 def test_python_dash_m_sweep_strategies_is_wired_in():
-    """The real entry point discovers the command (the error path is covered above: cli.main
-    turns the ConfigError into one line on stderr and exit code 2)."""
+    """The real entry point discovers the command (the error path is covered above: the app's
+    OneLineGroup turns the ConfigError into one line on stderr and exit code 2)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(ROOT / ".numba_cache")}
     res = subprocess.run([sys.executable, "-m", "sweep", "strategies"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
