@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -18,12 +17,14 @@ from executor.health import HealthServer, to_json
 from executor.ledger import Ledger
 from executor.risk import sim_config
 from executor.runner import Loop, PaperOptions, open_paper, publish, run, signals_installed
+from harness.cli import OneLineGroup
 from harness.errors import ConfigError, HarnessError
 from harness.manifest import harness_hash
 from schemas.candidates import load_example, write_candidates
 
 app = typer.Typer(
     name="executor",
+    cls=OneLineGroup,
     help="The paper executor: trades the promoted buckets of live_candidates.json with paper "
          "money, the same signal code and the same v4 friction as the backtest. It never signs "
          "an order: no private key is read anywhere.",
@@ -68,7 +69,8 @@ def paper_command(
     kill_drawdown: float = typer.Option(0.25, "--kill-drawdown", help="Drawdown from the peak that "
                                         "flattens and writes the kill-switch file."),
     kill_file: Path = typer.Option(None, "--kill-file", help="Kill-switch file (default "
-                                   "<ledger>.KILL): while it exists no new entry is taken."),
+                                   "<ledger>.KILL): while it exists no new entry is taken. Kept "
+                                   "in the ledger: a restart must name the same file (or none)."),
     warmup_bars: int = typer.Option(500, "--warmup-bars", min=1, help="Bars before the first "
                                     "traded bar that the strategies see."),
     health_port: int = typer.Option(None, "--health-port", min=0, max=65535, help="Serve /health "
@@ -88,6 +90,7 @@ def paper_command(
     """Trade the promoted buckets with paper money on live or replayed candles."""
     if (candidates is None) == (not demo):
         raise ConfigError("give --candidates FILE (written by `python -m sweep promote`) or --demo")
+    health = _health_server(health_port)  # bound first: a port in use is refused before any write
     made = None
     if demo:
         candidates = made = demo_candidates(ledger)
@@ -107,10 +110,13 @@ def paper_command(
         try:
             engine, source = open_paper(opts, sleep=loop.sleep)
         except BaseException:
+            if health is not None:
+                health.close()
             if made is not None:  # a refused start leaves nothing behind
                 made.unlink(missing_ok=True)
             raise
-        health = HealthServer(health_port).start() if health_port is not None else None
+        if health is not None:
+            health.start()
         try:
             if health is not None:
                 publish(engine, health)
@@ -147,6 +153,14 @@ def demo_candidates(ledger: Path) -> Path:
     path = ledger.with_name(ledger.name + ".demo-candidates.json")
     write_candidates(load_example(harness_hash()), path)
     return path
+def _health_server(port: int | None) -> HealthServer | None:
+    if port is None:
+        return None
+    try:
+        return HealthServer(port)
+    except OSError as exc:
+        raise ConfigError(f"--health-port {port}: cannot listen on 127.0.0.1:{port} "
+                          f"({exc.strerror}); pick a free port or drop --health-port") from None
 
 
 def _remaining(engine: Engine, source) -> int:
@@ -196,7 +210,8 @@ def _cell(check, pct: bool = False) -> str:
 @app.command("status")
 def status_command(
     ledger: Path = typer.Option(..., "--ledger", "-l", help="The paper ledger to read."),
-    kill_file: Path = typer.Option(None, "--kill-file", help="Kill-switch file (default <ledger>.KILL)."),
+    kill_file: Path = typer.Option(None, "--kill-file", help="Kill-switch file (default: the one "
+                                   "the ledger was started with)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Positions, equity, today's PnL, halt flags and the paper-to-live graduation check."""
@@ -240,11 +255,4 @@ def status_command(
 
 
 def main() -> None:
-    try:
-        app()
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except json.JSONDecodeError as exc:  # a settings row that is not JSON: not our ledger
-        print(f"error: the ledger's settings are unreadable ({exc}); is it a paper ledger?", file=sys.stderr)
-        sys.exit(2)
+    app()  # OneLineGroup: every failure is one line on stderr and a non-zero exit

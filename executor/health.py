@@ -10,6 +10,7 @@ import json
 import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 HOST = "127.0.0.1"
@@ -54,13 +55,18 @@ class HealthServer:
             return self._doc
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        """200 while candles arrive in time, 503 when the feed is stale or has not started."""
+        """200 while candles arrive in time and trading is allowed; 503 when the feed is stale,
+        has not started, or the kill-switch file exists (no new entry is taken)."""
         d = self.document()
-        ok = bool(d.get("started")) and not d.get("feed_stale", False)
+        halts = d.get("halts", {})
+        path = halts.get("kill_file_path")  # looked at now: a person may have just created it
+        kill_file = Path(path).exists() if path else bool(halts.get("kill_file", False))
+        ok = bool(d.get("started")) and not d.get("feed_stale", False) and not kill_file
         return (200 if ok else 503), {
             "ok": ok, "mode": d.get("mode"), "feed": d.get("feed"),
             "last_candle": d.get("last_candle"), "feed_lag_seconds": d.get("feed_lag_seconds"),
             "feed_stale": d.get("feed_stale"), "feed_error": d.get("feed_error"),
+            "kill_file": kill_file,
         }
 
     def _handler(self):
@@ -90,6 +96,10 @@ class HealthServer:
     def start(self) -> HealthServer:
         self._thread.start()
         return self
+
+    def close(self) -> None:
+        """Release the port of a server that was never started."""
+        self._server.server_close()
 
     def stop(self) -> None:
         self._server.shutdown()

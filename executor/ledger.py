@@ -5,6 +5,11 @@ positions, funding, equity and the `bars` row that marks it done), so a killed e
 did a bar completely or not at all, and a restart resumes at the first bar without a `bars` row.
 Times are ISO-8601 UTC text ("2025-03-01T13:00:00Z"): sortable, and readable in any SQLite
 client. One writer is enforced with an exclusive lock on `<ledger>.lock`.
+
+`Ledger` is the only code that speaks SQL to a ledger (the schema is executor/ledger_schema.py):
+the engine and the status report call its typed methods (open_positions, accepted_decisions,
+record_fill, ...). A file is checked to be a paper ledger of a version this executor reads
+(`identify`) before anything is locked, switched to WAL or migrated.
 """
 
 from __future__ import annotations
@@ -12,79 +17,19 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from executor.ledger_schema import MIGRATIONS, SCHEMA_VERSION, TABLES
 from harness.errors import HarnessError
 
-SCHEMA_VERSION = 3
-
-# MIGRATIONS[i] takes a ledger from schema version i to i + 1 (0 is an empty file).
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE candles (coin TEXT NOT NULL, ts TEXT NOT NULL, open REAL NOT NULL,
-            high REAL NOT NULL, low REAL NOT NULL, close REAL NOT NULL, volume REAL NOT NULL,
-            PRIMARY KEY (coin, ts)) WITHOUT ROWID""",
-        """CREATE TABLE funding_rates (coin TEXT NOT NULL, ts TEXT NOT NULL,
-            funding_rate REAL NOT NULL, premium REAL, PRIMARY KEY (coin, ts)) WITHOUT ROWID""",
-        """CREATE TABLE sessions (id INTEGER PRIMARY KEY, start_ts TEXT NOT NULL,
-            initial_equity REAL NOT NULL, reason TEXT NOT NULL)""",
-        """CREATE TABLE bars (ts TEXT PRIMARY KEY, clock TEXT NOT NULL, session INTEGER NOT NULL,
-            n_candles INTEGER NOT NULL, stale INTEGER NOT NULL, kill_file INTEGER NOT NULL,
-            candidates TEXT NOT NULL, n_live INTEGER NOT NULL, n_accepted INTEGER NOT NULL,
-            equity REAL NOT NULL, n_open INTEGER NOT NULL)""",
-        """CREATE TABLE decisions (ts TEXT NOT NULL, coin TEXT NOT NULL, book TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('shadow', 'live', 'exit')), strategy TEXT NOT NULL,
-            side INTEGER NOT NULL, stop REAL, target REAL, score REAL, session TEXT, regime TEXT,
-            vol_bucket TEXT, setup INTEGER, hold INTEGER, trail REAL, bucket TEXT,
-            accepted INTEGER NOT NULL, reason TEXT NOT NULL,
-            PRIMARY KEY (ts, coin, book, kind))""",
-        """CREATE TABLE orders (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, coin TEXT NOT NULL,
-            book TEXT NOT NULL, strategy TEXT NOT NULL, bucket TEXT NOT NULL, side INTEGER NOT NULL,
-            score REAL NOT NULL, stop REAL NOT NULL, status TEXT NOT NULL, reason TEXT,
-            fill_ts TEXT, position_id INTEGER, UNIQUE (ts, coin, book))""",
-        """CREATE TABLE positions (id INTEGER PRIMARY KEY, session INTEGER NOT NULL,
-            coin TEXT NOT NULL, side INTEGER NOT NULL, book TEXT NOT NULL, strategy TEXT NOT NULL,
-            bucket TEXT NOT NULL, signal_ts TEXT NOT NULL, entry_ts TEXT NOT NULL,
-            entry_price REAL NOT NULL, size REAL NOT NULL, notional REAL NOT NULL,
-            stop_distance REAL NOT NULL, status TEXT NOT NULL, partial_taken INTEGER NOT NULL,
-            fees REAL NOT NULL, funding REAL NOT NULL, unrealized REAL, exit_ts TEXT,
-            exit_price REAL, exit_reason TEXT, pnl REAL, r_multiple REAL,
-            UNIQUE (session, coin, entry_ts))""",
-        """CREATE TABLE fills (id INTEGER PRIMARY KEY, ts TEXT NOT NULL, bar_ts TEXT NOT NULL,
-            position_id INTEGER NOT NULL, coin TEXT NOT NULL, side INTEGER NOT NULL,
-            kind TEXT NOT NULL, reason TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL,
-            fee REAL NOT NULL, UNIQUE (position_id, kind))""",
-        """CREATE TABLE funding (ts TEXT NOT NULL, position_id INTEGER NOT NULL,
-            coin TEXT NOT NULL, amount REAL NOT NULL, PRIMARY KEY (ts, position_id))""",
-        """CREATE TABLE equity (ts TEXT PRIMARY KEY, session INTEGER NOT NULL,
-            equity REAL NOT NULL, n_open INTEGER NOT NULL, peak REAL NOT NULL,
-            drawdown REAL NOT NULL)""",
-        """CREATE TABLE events (id INTEGER PRIMARY KEY, wall TEXT NOT NULL, clock TEXT,
-            kind TEXT NOT NULL, message TEXT NOT NULL)""",
-        "CREATE INDEX decisions_kind ON decisions (kind, accepted, ts)",
-        "CREATE INDEX positions_status ON positions (status, session)",
-    ),
-    (  # v2: the closed trades of the shadow signals (what the loose net would have done)
-        """CREATE TABLE shadow_trades (strategy TEXT NOT NULL, coin TEXT NOT NULL,
-            side INTEGER NOT NULL, book TEXT NOT NULL, session TEXT NOT NULL, regime TEXT NOT NULL,
-            vol_bucket TEXT NOT NULL, entry_ts TEXT NOT NULL, exit_ts TEXT NOT NULL,
-            r_multiple REAL NOT NULL, pnl REAL NOT NULL, fees REAL NOT NULL, funding REAL NOT NULL,
-            exit_reason TEXT NOT NULL, friction TEXT NOT NULL,
-            PRIMARY KEY (strategy, coin, entry_ts, side))""",
-    ),
-    (  # v3 (harness v2): the slippage each fill paid, as the kernel booked it
-        "ALTER TABLE fills ADD COLUMN slippage_bps REAL",
-    ),
-)
-TABLES = ("meta", "candles", "funding_rates", "sessions", "bars", "decisions", "orders",
-          "positions", "fills", "funding", "equity", "events", "shadow_trades")
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "Ledger", "LedgerError"]
 
 
 class LedgerError(HarnessError):
@@ -112,6 +57,217 @@ def now_wall() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
 
 
+# ---- the records the engine reads and writes ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Session:
+    id: int
+    start: pd.Timestamp
+    initial_equity: float
+
+
+@dataclass(frozen=True)
+class Position:
+    """A position of the current session as the diff against the kernel needs it."""
+
+    id: int
+    coin: str
+    entry_ts: str
+    status: str  # open | closed
+    partial_taken: int
+    funding: float
+    book: str
+    side: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A position the kernel opened: what its trade record and the winning decision say."""
+
+    session: int
+    coin: str
+    side: int
+    book: str
+    strategy: str
+    bucket: str
+    signal_ts: str
+    entry_ts: str
+    entry_price: float
+    size: float
+    notional: float
+    stop_distance: float
+    fees: float
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How the kernel closed a position."""
+
+    partial_taken: int
+    fees: float
+    funding: float
+    exit_ts: str
+    exit_price: float
+    exit_reason: str
+    pnl: float
+    r_multiple: float
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One fill as the kernel booked it (price with slippage, fee, the slippage paid)."""
+
+    ts: str
+    bar_ts: str
+    position_id: int
+    coin: str
+    side: int
+    kind: str  # entry | partial | exit
+    reason: str
+    qty: float
+    price: float
+    fee: float
+    slippage_bps: float
+
+
+@dataclass(frozen=True)
+class Order:
+    """An accepted live decision waiting for the next bar's open."""
+
+    id: int
+    ts: str
+    coin: str
+    book: str
+
+
+class Decision(NamedTuple):
+    """A shadow or live decision at a bar (kind 'shadow' | 'live')."""
+
+    ts: str
+    coin: str
+    book: str
+    kind: str
+    strategy: str
+    side: int
+    stop: float
+    target: float | None
+    score: float
+    session: str
+    regime: str
+    vol_bucket: str
+    setup: int
+    hold: int
+    trail: float | None
+    bucket: str | None
+    accepted: int
+    reason: str
+
+
+class ExitDecision(NamedTuple):
+    """A close the strategy (or a blocked reversal) asks for at a bar."""
+
+    ts: str
+    coin: str
+    book: str
+    strategy: str
+    reason: str
+
+
+class ShadowTrade(NamedTuple):
+    strategy: str
+    coin: str
+    side: int
+    book: str
+    session: str
+    regime: str
+    vol_bucket: str
+    entry_ts: str
+    exit_ts: str
+    r_multiple: float
+    pnl: float
+    fees: float
+    funding: float
+    exit_reason: str
+    friction: str
+
+
+@dataclass(frozen=True)
+class BarDone:
+    """The row that marks a bar processed, with the equity the kernel reported at its close."""
+
+    ts: str
+    clock: str
+    session: int
+    n_candles: int
+    stale: int
+    kill_file: int
+    candidates: str
+    n_live: int
+    n_accepted: int
+    equity: float
+    n_open: int
+    peak: float
+
+
+# ---- identity --------------------------------------------------------------------------------
+
+def identify(path: str | os.PathLike, newest: int = SCHEMA_VERSION) -> int | None:
+    """The schema version of the ledger at `path` (None: no file; 0: an empty database), read
+    without changing the file; LedgerError when it is not a paper ledger of versions 1..newest."""
+    path = Path(path)
+    if not path.exists():
+        if not path.parent.is_dir():
+            raise LedgerError(f"ledger directory {path.parent} does not exist: create it "
+                              f"(mkdir -p {path.parent}) or pass --ledger in an existing folder")
+        return None
+    if not path.is_file():
+        raise LedgerError(f"{path} is not a file: pass --ledger PATH of a paper ledger (or a new one)")
+    if path.stat().st_size == 0:
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read {path}: {exc}") from None
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return 0
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() \
+            if "meta" in tables else None
+    except sqlite3.DatabaseError as exc:
+        raise LedgerError(f"{path} is not a SQLite database ({exc}): pass --ledger PATH of a paper "
+                          "ledger, or a new path") from None
+    finally:
+        con.close()
+    if row is None:
+        raise LedgerError(f"{path} is a SQLite file of another program (tables "
+                          f"{', '.join(sorted(tables)[:5])}{', ...' if len(tables) > 5 else ''}; no "
+                          "schema_version): it is left untouched; pass a new --ledger path")
+    try:
+        version = int(row[0])
+    except (TypeError, ValueError):
+        raise LedgerError(f"{path}: schema_version {row[0]!r} is not a version number, so this is "
+                          "not a ledger the executor wrote; pass a new --ledger path") from None
+    if not 1 <= version <= newest:
+        raise LedgerError(f"{path} has ledger schema v{version}, newer than this executor "
+                          f"(v{newest}): upgrade the executor or use another --ledger"
+                          if version > newest else
+                          f"{path} has ledger schema v{version}: not a ledger the executor wrote")
+    return version
+
+
+def read_meta(path: str | os.PathLike, key: str) -> str | None:
+    """One meta value of an identified ledger, read without changing the file."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    except sqlite3.Error as exc:
+        raise LedgerError(f"cannot read {path}: {exc}") from None
+    finally:
+        con.close()
+    return None if row is None else row[0]
+
+
 class Ledger:
     """A connection to one ledger file; `Ledger.open` migrates and locks, `open_readonly` reads."""
 
@@ -123,14 +279,12 @@ class Ledger:
     # ---- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> Ledger:
-        """Open (or create) for writing: exclusive lock, WAL, migrations to the latest version."""
+        """Open (or create) for writing: identity check, exclusive lock, WAL, migrations."""
         path = Path(path)
-        if not path.parent.is_dir():
-            raise LedgerError(f"ledger directory {path.parent} does not exist: create it "
-                              f"(mkdir -p {path.parent}) or pass --ledger in an existing folder")
+        identify(path, len(migrations))
         lock_path = path.with_name(path.name + ".lock")
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             raise LedgerError(f"cannot create the lock file {lock_path}: {exc.strerror}") from None
         try:
@@ -143,14 +297,17 @@ class Ledger:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
+            identify(path, len(migrations))  # again under the lock: nobody changed it meanwhile
             con = sqlite3.connect(path, isolation_level=None, timeout=30.0)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process; the feed
             # re-delivers what an OS crash could drop, and bars are idempotent
             con.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             os.close(fd)
-            raise LedgerError(f"cannot open ledger {path}: {exc}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise LedgerError(f"cannot open ledger {path}: {exc}") from None
+            raise
         ledger = cls(path, con, fd)
         try:
             ledger._migrate(migrations)
@@ -164,29 +321,34 @@ class Ledger:
         path = Path(path)
         if not path.is_file():
             raise LedgerError(f"no ledger at {path}: run `python -m executor paper --ledger {path} ...` first")
-        try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
-            version = _version(con)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"{path} is not a readable ledger: {exc}") from None
-        if version != SCHEMA_VERSION:
-            con.close()
+        version = identify(path, newest=10**9)
+        if not version:
+            raise LedgerError(f"{path} is an empty database, not a paper ledger: run "
+                              f"`python -m executor paper --ledger {path} ...` first")
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"{path} has ledger schema v{version}, newer than this executor "
+                              f"(v{SCHEMA_VERSION}): upgrade the executor")
+        if version < SCHEMA_VERSION:
             raise LedgerError(f"{path} has ledger schema v{version}, this executor reads "
                               f"v{SCHEMA_VERSION}: run `python -m executor paper` on it once to migrate")
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{path} is not a readable ledger: {exc}") from None
         return cls(path, con, None)
 
     def _migrate(self, migrations: Sequence[Sequence[str]]) -> None:
-        version = _version(self.con)
-        target = len(migrations)
-        if version > target:
-            raise LedgerError(f"{self.path} has ledger schema v{version}, newer than this executor "
-                              f"(v{target}): upgrade the executor or use another --ledger")
-        for v in range(version, target):
+        version = self.version()
+        for v in range(version, len(migrations)):
             with self.transaction():
                 for stmt in migrations[v]:
                     self.con.execute(stmt)
-                self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                                 (str(v + 1),))
+                self.set("schema_version", v + 1)
+
+    def version(self) -> int:
+        if not self.con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+            return 0
+        return int(self.get("schema_version", "0"))
 
     def close(self) -> None:
         try:
@@ -227,7 +389,7 @@ class Ledger:
     def set(self, key: str, value: Any) -> None:
         self.con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
-    # ---- reading -----------------------------------------------------------------------------
+    # ---- generic reads (sweep's paper_* views, tests) -------------------------------------------
     def frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         cur = self.con.execute(sql, params)
         cols = [d[0] for d in cur.description]
@@ -237,10 +399,210 @@ class Ledger:
         row = self.con.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
+    # ---- market rows -------------------------------------------------------------------------
+    def add_market_rows(self, candles: pd.DataFrame | None, funding: pd.DataFrame | None) -> None:
+        """Candles and funding records (once per (coin, ts): a replayed bar adds nothing)."""
+        if candles is not None and len(candles):
+            self.con.executemany(
+                "INSERT OR IGNORE INTO candles (coin, ts, open, high, low, close, volume) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                zip(candles["coin"].astype(str), iso_many(candles["ts"]),
+                    *(candles[k].to_numpy(np.float64).tolist()
+                      for k in ("open", "high", "low", "close", "volume")), strict=True))
+        if funding is not None and len(funding):
+            prem = [None if not np.isfinite(p) else p
+                    for p in funding["premium"].to_numpy(np.float64).tolist()]
+            self.con.executemany(
+                "INSERT OR IGNORE INTO funding_rates (coin, ts, funding_rate, premium) VALUES (?, ?, ?, ?)",
+                zip(funding["coin"].astype(str), iso_many(funding["ts"]),
+                    funding["funding_rate"].to_numpy(np.float64).tolist(), prem, strict=True))
 
-def _version(con: sqlite3.Connection) -> int:
-    has_meta = con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-    if not has_meta:
-        return 0
-    row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    return int(row[0]) if row else 0
+    def market_rows(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every stored candle and funding record (ts as UTC datetimes, values as floats)."""
+        c = self.frame("SELECT coin, ts, open, high, low, close, volume FROM candles")
+        f = self.frame("SELECT coin, ts, funding_rate, premium FROM funding_rates")
+        return (_with_ts(c, ("open", "high", "low", "close", "volume")),
+                _with_ts(f, ("funding_rate", "premium")))
+
+    def newest_candle(self) -> pd.Timestamp | None:
+        v = self.scalar("SELECT MAX(ts) FROM candles")
+        return parse(v) if v else None
+
+    # ---- sessions, bars, equity --------------------------------------------------------------
+    def start_session(self, session: Session, reason: str) -> None:
+        self.con.execute("INSERT INTO sessions (id, start_ts, initial_equity, reason) VALUES (?, ?, ?, ?)",
+                         (session.id, iso(session.start), session.initial_equity, reason))
+
+    def last_session(self) -> Session | None:
+        row = self.con.execute(
+            "SELECT id, start_ts, initial_equity FROM sessions ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else Session(int(row[0]), parse(row[1]), float(row[2]))
+
+    def record_bar(self, bar: BarDone) -> None:
+        """The bar's equity row and the `bars` row that marks it done."""
+        dd = 1.0 - bar.equity / bar.peak if bar.peak > 0 else 0.0
+        self.con.execute(
+            "INSERT INTO equity (ts, session, equity, n_open, peak, drawdown) VALUES (?, ?, ?, ?, ?, ?)",
+            (bar.ts, bar.session, bar.equity, bar.n_open, bar.peak, dd))
+        self.con.execute(
+            "INSERT INTO bars (ts, clock, session, n_candles, stale, kill_file, candidates, "
+            "n_live, n_accepted, equity, n_open) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (bar.ts, bar.clock, bar.session, bar.n_candles, bar.stale, bar.kill_file,
+             bar.candidates, bar.n_live, bar.n_accepted, bar.equity, bar.n_open))
+
+    def last_bar(self) -> dict[str, Any] | None:
+        row = self.con.execute("SELECT ts, clock, equity, n_open, stale, candidates, session FROM bars "
+                               "ORDER BY ts DESC LIMIT 1").fetchone()
+        keys = ("ts", "clock", "equity", "n_open", "stale", "candidates", "session")
+        return None if row is None else dict(zip(keys, row, strict=True))
+
+    def n_bars(self) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM bars"))
+
+    def last_equity(self) -> float | None:
+        v = self.scalar("SELECT equity FROM equity ORDER BY ts DESC LIMIT 1")
+        return None if v is None else float(v)
+
+    def peak_equity(self, session: int) -> float | None:
+        v = self.scalar("SELECT MAX(equity) FROM equity WHERE session = ?", (session,))
+        return None if v is None else float(v)
+
+    def equity_at_or_before(self, ts: pd.Timestamp) -> float | None:
+        v = self.scalar("SELECT equity FROM equity WHERE ts <= ? ORDER BY ts DESC LIMIT 1", (iso(ts),))
+        return None if v is None else float(v)
+
+    def equity_series(self) -> pd.Series:
+        eq = self.frame("SELECT ts, equity FROM equity ORDER BY ts")
+        return pd.Series(eq["equity"].astype(float).to_numpy(),
+                         index=pd.DatetimeIndex(pd.to_datetime(eq["ts"], utc=True)), name="equity")
+
+    # ---- positions and fills -----------------------------------------------------------------
+    def positions(self, session: int) -> dict[tuple[str, str], Position]:
+        """The session's positions by (coin, entry_ts)."""
+        rows = self.con.execute(
+            "SELECT id, coin, entry_ts, status, partial_taken, funding, book, side FROM positions "
+            "WHERE session = ?", (session,)).fetchall()
+        return {(r[1], r[2]): Position(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), r[6], int(r[7]))
+                for r in rows}
+
+    def open_positions(self, session: int | None = None) -> list[Position]:
+        """Open positions (of one session, or of all)."""
+        where, args = ("AND session = ?", (session,)) if session is not None else ("", ())
+        rows = self.con.execute(
+            "SELECT id, coin, entry_ts, status, partial_taken, funding, book, side FROM positions "
+            f"WHERE status = 'open' {where} ORDER BY entry_ts, coin", args).fetchall()
+        return [Position(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), r[6], int(r[7])) for r in rows]
+
+    def n_open(self, session: int | None = None) -> int:
+        where, args = ("AND session = ?", (session,)) if session is not None else ("", ())
+        return int(self.scalar(f"SELECT COUNT(*) FROM positions WHERE status = 'open' {where}", args))
+
+    def open_position(self, entry: Entry) -> int:
+        cur = self.con.execute(
+            "INSERT INTO positions (session, coin, side, book, strategy, bucket, signal_ts, entry_ts, "
+            "entry_price, size, notional, stop_distance, status, partial_taken, fees, funding) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', 0, ?, 0.0)", astuple(entry))
+        return int(cur.lastrowid)
+
+    def mark_position(self, pid: int, funding: float, partial_taken: int, unrealized: float) -> None:
+        """An open position's running funding, partial flag and unrealized PnL at this bar."""
+        self.con.execute("UPDATE positions SET funding = ?, partial_taken = ?, unrealized = ? WHERE id = ?",
+                         (funding, partial_taken, unrealized, pid))
+
+    def add_fee(self, pid: int, fee: float) -> None:
+        self.con.execute("UPDATE positions SET fees = fees + ? WHERE id = ?", (fee, pid))
+
+    def close_position(self, pid: int, exit: Exit) -> None:
+        self.con.execute(
+            "UPDATE positions SET status = 'closed', partial_taken = ?, fees = ?, funding = ?, "
+            "unrealized = NULL, exit_ts = ?, exit_price = ?, exit_reason = ?, pnl = ?, r_multiple = ? "
+            "WHERE id = ?", (*astuple(exit), pid))
+
+    def record_fill(self, fill: Fill) -> None:
+        self.con.execute(
+            "INSERT INTO fills (ts, bar_ts, position_id, coin, side, kind, reason, qty, price, fee, "
+            "slippage_bps) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(fill))
+
+    def record_funding(self, ts: str, pid: int, coin: str, amount: float) -> None:
+        self.con.execute("INSERT INTO funding (ts, position_id, coin, amount) VALUES (?, ?, ?, ?)",
+                         (ts, pid, coin, amount))
+
+    def closed_r_multiples(self, book: str, bucket: str) -> np.ndarray:
+        """R of a bucket's closed positions in exit order (its kill criteria read these)."""
+        rows = self.con.execute("SELECT r_multiple FROM positions WHERE status = 'closed' AND book = ? "
+                                "AND bucket = ? ORDER BY exit_ts, id", (book, bucket)).fetchall()
+        return np.array([float(r[0]) for r in rows], dtype=np.float64)
+
+    def open_positions_report(self) -> pd.DataFrame:
+        return self.frame(
+            "SELECT id, coin, CASE side WHEN 1 THEN 'long' ELSE 'short' END AS side, strategy, bucket, "
+            "entry_ts, entry_price, size, notional, stop_distance, partial_taken, funding, unrealized "
+            "FROM positions WHERE status = 'open' ORDER BY entry_ts, coin")
+
+    def closed_trades(self) -> pd.DataFrame:
+        """bucket, pnl and exit time (UTC) of every closed position, in exit order."""
+        t = self.frame("SELECT bucket, pnl, exit_ts FROM positions WHERE status = 'closed' ORDER BY exit_ts")
+        t["exit_ts"] = pd.to_datetime(t["exit_ts"], utc=True)
+        t["pnl"] = t["pnl"].astype(float)
+        return t
+
+    # ---- decisions and orders ----------------------------------------------------------------
+    def record_decisions(self, rows: Iterable[Decision]) -> None:
+        self.con.executemany(
+            "INSERT INTO decisions (ts, coin, book, kind, strategy, side, stop, target, score, session, "
+            "regime, vol_bucket, setup, hold, trail, bucket, accepted, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def record_exits(self, rows: Iterable[ExitDecision]) -> None:
+        self.con.executemany(
+            "INSERT OR IGNORE INTO decisions (ts, coin, book, kind, strategy, side, accepted, reason) "
+            "VALUES (?, ?, ?, 'exit', ?, 0, 1, ?)", rows)
+
+    def accepted_decisions(self, since: str) -> pd.DataFrame:
+        """Accepted live decisions from `since` on, best score first within a (ts, coin) cell."""
+        return self.frame(
+            "SELECT ts, coin, book, strategy, bucket, side, stop, target, score, session, regime, "
+            "vol_bucket, setup, hold, trail FROM decisions WHERE kind = 'live' AND accepted = 1 "
+            "AND ts >= ? ORDER BY ts, coin, score DESC, book", (since,))
+
+    def accepted_exits(self, since: str) -> pd.DataFrame:
+        return self.frame("SELECT ts, coin FROM decisions WHERE kind = 'exit' AND accepted = 1 "
+                          "AND ts >= ?", (since,))
+
+    def n_accepted_at(self, ts: str) -> int:
+        return int(self.scalar("SELECT COUNT(*) FROM decisions WHERE kind = 'live' AND accepted = 1 "
+                               "AND ts = ?", (ts,)))
+
+    def add_order(self, ts: str, coin: str, book: str, strategy: str, bucket: str, side: int,
+                  score: float, stop: float) -> None:
+        self.con.execute("INSERT INTO orders (ts, coin, book, strategy, bucket, side, score, stop, status) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                         (ts, coin, book, strategy, bucket, side, score, stop))
+
+    def fill_order(self, signal_ts: str, coin: str, book: str, fill_ts: str, pid: int) -> None:
+        self.con.execute("UPDATE orders SET status = 'filled', fill_ts = ?, position_id = ? "
+                         "WHERE ts = ? AND coin = ? AND book = ?", (fill_ts, pid, signal_ts, coin, book))
+
+    def pending_orders(self, before: str) -> list[Order]:
+        rows = self.con.execute("SELECT id, ts, coin, book FROM orders WHERE status = 'pending' AND ts < ?",
+                                (before,)).fetchall()
+        return [Order(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
+    def mark_unfilled(self, order_id: int, reason: str) -> None:
+        self.con.execute("UPDATE orders SET status = 'unfilled', reason = ? WHERE id = ?", (reason, order_id))
+
+    # ---- shadow trades -----------------------------------------------------------------------
+    def record_shadow_trades(self, rows: Iterable[ShadowTrade]) -> None:
+        """Closed shadow trades, once per (strategy, coin, entry_ts, side)."""
+        self.con.executemany(
+            "INSERT OR IGNORE INTO shadow_trades (strategy, coin, side, book, session, regime, "
+            "vol_bucket, entry_ts, exit_ts, r_multiple, pnl, fees, funding, exit_reason, friction) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _with_ts(df: pd.DataFrame, float_cols: tuple[str, ...]) -> pd.DataFrame:
+    df = df.copy()
+    df["ts"] = pd.to_datetime(df["ts"], utc=True).astype("datetime64[ns, UTC]")
+    for c in float_cols:
+        df[c] = df[c].astype(np.float64)
+    return df

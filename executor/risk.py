@@ -9,6 +9,7 @@ stale-feed guard, and each promoted bucket's own kill criteria from live_candida
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +71,24 @@ def bucket_kill(r_multiples: list[float] | np.ndarray, kill: KillCriteria) -> st
     return None
 
 
-def sim_config(equity: float, risk_fraction: float, max_positions: int, max_leverage: float,
-               daily_loss_halt: float, kill_drawdown: float) -> SimConfig:
-    """The kernel's SimConfig from the command line, with the fractions checked to be < 1."""
-    for name, v in (("risk-fraction", risk_fraction), ("daily-loss-halt", daily_loss_halt),
-                    ("kill-drawdown", kill_drawdown)):
+def check_sim(sim: SimConfig) -> SimConfig:
+    """The executor's risk options: positive finite equity and leverage, at least one position,
+    fractions in (0, 1); ConfigError naming the option otherwise."""
+    for name, v in (("equity", sim.initial_equity), ("max-leverage", sim.max_leverage)):
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"--{name} must be a positive number, got {v}")
+    if sim.max_positions < 1:
+        raise ConfigError(f"--max-positions must be >= 1, got {sim.max_positions}")
+    for name, v in (("risk-fraction", sim.risk_fraction), ("daily-loss-halt", sim.daily_loss_halt),
+                    ("kill-drawdown", sim.kill_drawdown)):
         if not 0 < v < 1:
             raise ConfigError(f"--{name} must be a fraction in (0, 1), got {v}")
-    return SimConfig(initial_equity=equity, risk_fraction=risk_fraction,
-                     max_positions=max_positions, max_leverage=max_leverage,
-                     daily_loss_halt=daily_loss_halt, kill_drawdown=kill_drawdown)
+    return sim
+
+
+def sim_config(equity: float, risk_fraction: float, max_positions: int, max_leverage: float,
+               daily_loss_halt: float, kill_drawdown: float) -> SimConfig:
+    """The kernel's SimConfig from the command line, checked (`check_sim`)."""
+    return check_sim(SimConfig(initial_equity=equity, risk_fraction=risk_fraction,
+                               max_positions=max_positions, max_leverage=max_leverage,
+                               daily_loss_halt=daily_loss_halt, kill_drawdown=kill_drawdown))

@@ -12,20 +12,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from executor import report
-from executor.books import Loaded, load_books
-from executor.engine import Engine, Settings, default_kill_file, settings_for
+from executor.books import TRADED_FRICTION, Loaded, load_books
+from executor.engine import Engine
 from executor.feeds import HyperliquidFeed, ReplayFeed
 from executor.health import HealthServer
-from executor.ledger import Ledger
-from executor.risk import KillSwitch, is_stale
+from executor.ledger import Ledger, LedgerError, identify, read_meta
+from executor.risk import check_sim, is_stale
+from executor.settings import (
+    Settings,
+    check_restart,
+    check_universe,
+    default_kill_file,
+    settings_for,
+)
 from harness.errors import ConfigError, HarnessError
+from harness.manifest import harness_hash
 from harness.market import interval_seconds
 from harness.simulate import SimConfig
 from harness.sources import load_market
@@ -68,60 +76,89 @@ class Loop:
             time.sleep(min(left, 0.2))
 
 
-def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
-               sleep: Callable[[float], None] | None = None, **feed_kw: Any) -> tuple[Engine, Any]:
-    """Validate everything, then open (or resume) the ledger; HarnessError with one line if not.
-
-    sleep is the feeds' pause (the command passes one that a stop cuts short); now_ms and
-    feed_kw (HyperliquidFeed's timeout, max_tries, ...) are for tests."""
-    loaded = load_books(opts.candidates, opts.interval)
+def check_options(opts: PaperOptions) -> None:
+    """Every option on its own, before any file is read or written (ConfigError, one line)."""
     if opts.feed not in ("replay", "hyperliquid"):
         raise ConfigError(f"--feed must be replay or hyperliquid, got {opts.feed!r}")
     if opts.warmup_bars < 1:
         raise ConfigError(f"--warmup-bars must be >= 1, got {opts.warmup_bars}")
     if opts.feed == "replay" and not (opts.data and opts.start and opts.end):
         raise ConfigError("--feed replay needs --data PATH (or 'embedded'), --start DATE and --end DATE")
+    if opts.detail is not None and opts.feed != "replay":
+        raise ConfigError("--detail works with --feed replay only: the live feed polls closed "
+                          "candles of the candidates' interval; drop --detail")
+    if not opts.speed >= 0:
+        raise ConfigError(f"--speed must be >= 0 (0 plays as fast as possible), got {opts.speed}")
+    if not opts.poll_seconds > 0:
+        raise ConfigError(f"--poll-seconds must be > 0, got {opts.poll_seconds}")
+    check_sim(opts.sim)
+    if opts.results is not None and opts.results.exists() and not opts.results.is_dir():
+        raise ConfigError(f"--results {opts.results} is not a folder: pass the results folder "
+                          "of `python -m sweep` (or a new one)")
+    if opts.kill_file is not None and opts.kill_file.is_dir():
+        raise ConfigError(f"--kill-file {opts.kill_file} is a folder: pass a file path")
+
+
+def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
+               sleep: Callable[[float], None] | None = None, **feed_kw: Any) -> tuple[Engine, Any]:
+    """Validate everything, then open (or resume) the ledger; HarnessError with one line if not.
+
+    Options, candidates, the ledger file's identity and settings, the feed and the warm-up rows
+    are all checked or fetched before the ledger is created, locked or migrated, so a refused
+    start leaves no file and changes none. sleep is the feeds' pause (the command passes one
+    that a stop cuts short); now_ms and feed_kw (HyperliquidFeed's timeout, max_tries, ...)
+    are for tests."""
+    check_options(opts)
+    loaded = load_books(opts.candidates, opts.interval)
     if opts.detail is not None:
-        if opts.feed != "replay":
-            raise ConfigError("--detail works with --feed replay only: the live feed polls "
-                              f"{loaded.interval} candles; drop --detail")
         sub, base = interval_seconds(opts.detail), interval_seconds(loaded.interval)
         if sub >= base or base % sub:
             raise ConfigError(f"--detail {opts.detail} must be a lower interval that divides "
                               f"{loaded.interval}: use e.g. --detail 15m on 1h bars")
+    version = identify(opts.ledger)
+    text = read_meta(opts.ledger, "settings") if version else None
+    stored = Settings.from_json(text, str(opts.ledger)) if text else None
+    kill_file = opts.kill_file or (Path(stored.kill_file) if stored and stored.kill_file
+                                   else default_kill_file(opts.ledger))
+    if stored:  # what can be compared before the feed is built
+        check_universe(loaded, stored)
+        check_restart(opts.ledger, stored, replace(
+            stored, sim=opts.sim, feed=opts.feed, harness=harness_hash(), detail=opts.detail,
+            friction=TRADED_FRICTION.version, kill_file=str(kill_file.resolve())))
+    coins = stored.coins if stored else tuple(sorted(set(loaded.coins) | set(opts.coins) | {"BTC"}))
+    kw = {} if sleep is None else {"sleep": sleep}
+    history = detail = None
+    if opts.feed == "replay":
+        feed = ReplayFeed(opts.data, loaded.interval, coins, opts.start, opts.end, opts.warmup_bars,
+                          opts.speed, store=opts.store,
+                          market_start=stored.market_start if stored else None, **kw)
+        market_start, first_bar = feed.market.index[0], feed.first_bar
+        if stored is None:
+            history = feed.history()
+        if opts.detail is not None:
+            detail = load_market(opts.data, opts.detail, list(coins), start=market_start,
+                                 end=opts.end, store=opts.store)
+    else:
+        feed = HyperliquidFeed(loaded.interval, coins, opts.base_url, opts.testnet,
+                               opts.poll_seconds, now_ms=now_ms, **kw, **feed_kw)
+        feed.connect()
+        step = pd.Timedelta(seconds=interval_seconds(loaded.interval))
+        if stored:
+            market_start, first_bar = stored.market_start, stored.first_bar
+        else:
+            first_bar = feed.last_closed + step
+            market_start = first_bar - opts.warmup_bars * step
+            history = feed.history(market_start, first_bar)
+    settings = settings_for(loaded, coins, market_start, first_bar, opts.sim, opts.feed,
+                            feed.source, feed.synthetic, opts.detail, kill_file)
+    if stored:
+        check_restart(opts.ledger, stored, settings)
     ledger = Ledger.open(opts.ledger)
     try:
-        stored = Settings.from_json(ledger.get("settings")) if ledger.get("settings") else None
-        coins = stored.coins if stored else tuple(
-            sorted(set(loaded.coins) | set(opts.coins) | {"BTC"}))
-        kw = {} if sleep is None else {"sleep": sleep}
-        history = detail = None
-        if opts.feed == "replay":
-            feed = ReplayFeed(opts.data, loaded.interval, coins, opts.start, opts.end, opts.warmup_bars,
-                              opts.speed, store=opts.store,
-                              market_start=stored.market_start if stored else None, **kw)
-            market_start, first_bar = feed.market.index[0], feed.first_bar
-            history = feed.history
-            if opts.detail is not None:
-                detail = load_market(opts.data, opts.detail, list(coins), start=market_start,
-                                     end=opts.end, store=opts.store)
-        else:
-            feed = HyperliquidFeed(loaded.interval, coins, opts.base_url, opts.testnet,
-                                   opts.poll_seconds, now_ms=now_ms, **kw, **feed_kw)
-            feed.connect()
-            step = pd.Timedelta(seconds=interval_seconds(loaded.interval))
-            if stored:
-                market_start, first_bar = stored.market_start, stored.first_bar
-            else:
-                first_bar = feed.last_closed + step
-                market_start = first_bar - opts.warmup_bars * step
-
-                def history():
-                    return feed.history(market_start, first_bar)
-        settings = settings_for(loaded, coins, market_start, first_bar, opts.sim, opts.feed,
-                                feed.source, feed.synthetic, opts.detail)
-        kill = KillSwitch(opts.kill_file or default_kill_file(opts.ledger))
-        engine = Engine.start(ledger, loaded, settings, kill, history, detail)
+        if (ledger.get("settings") is None) != (stored is None):
+            raise LedgerError(f"{opts.ledger} was started by another executor while this one was "
+                              "starting: run the command again")
+        engine = Engine.start(ledger, loaded, settings, history, detail)
     except BaseException:
         ledger.close()
         raise

@@ -135,15 +135,16 @@ def start_engine(tmp: Path, market: Market, first: int, buckets: list[dict], sim
                  kill_file: Path | None = None):
     """An Engine on a new ledger in `tmp` whose warm-up is market[:first]."""
     from executor.books import load_books
-    from executor.engine import Engine, settings_for
+    from executor.engine import Engine
     from executor.ledger import Ledger
-    from executor.risk import KillSwitch
+    from executor.settings import settings_for
     from executor.window import empty_candles, empty_funding, market_rows
 
     loaded = load_books(write_candidates(tmp / "c.json", buckets))
     led = Ledger.open(tmp / "p.sqlite")
     settings = settings_for(loaded, market.coins, market.index[0], market.index[first], sim,
-                            "replay", market.label, market.synthetic)
+                            "replay", market.label, market.synthetic,
+                            kill_file=kill_file or tmp / "p.KILL")
 
     def history():
         parts = [market_rows(market, t) for t in range(first)]
@@ -152,7 +153,7 @@ def start_engine(tmp: Path, market: Market, first: int, buckets: list[dict], sim
         return (pd.concat([p[0] for p in parts], ignore_index=True),
                 pd.concat([p[1] for p in parts], ignore_index=True))
 
-    return Engine.start(led, loaded, settings, KillSwitch(kill_file or tmp / "p.KILL"), history)
+    return Engine.start(led, loaded, settings, history())
 
 
 def feed_bars(engine, market: Market, t0: int, t1: int, lag: pd.Timedelta | None = None) -> None:

@@ -41,7 +41,7 @@ def _bars(path: Path) -> int:
 
 def _cli(cands: Path, ledger: Path, tmp: Path) -> list[str]:
     return [sys.executable, "-m", "executor", "paper", *ARGS, "--candidates", str(cands),
-            "--ledger", str(ledger), "--results", str(tmp / "results")]
+            "--ledger", str(ledger), "--results", str(tmp / "results"), "--kill-file", str(tmp / "p.KILL")]
 
 
 def test_sigkill_mid_replay_then_restart_equals_a_clean_run(tmp_path):
@@ -49,7 +49,7 @@ def test_sigkill_mid_replay_then_restart_equals_a_clean_run(tmp_path):
     clean, crashed = tmp_path / "clean.sqlite", tmp_path / "crashed.sqlite"
     opts = PaperOptions(candidates=cands, ledger=clean, feed="replay", data="embedded",
                         start=START, end=END, warmup_bars=300, sim=SimConfig(max_positions=3),
-                        results=None)
+                        results=None, kill_file=tmp_path / "p.KILL")  # one file: settings equal
     engine, feed = open_paper(opts)
     total = run(engine, feed, opts)
     engine.ledger.close()
