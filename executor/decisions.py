@@ -16,7 +16,8 @@ import pandas as pd
 
 from executor.books import Book, bucket_key
 from executor.kernel_sync import OpenNow
-from executor.ledger import Decision, ExitDecision, Ledger, iso
+from executor.ledger import Ledger, iso
+from executor.records import Decision, ExitDecision
 from executor.risk import bucket_kill
 from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals

@@ -29,7 +29,8 @@ from executor import kernel_sync
 from executor.books import Book, Loaded
 from executor.decisions import decide
 from executor.feeds import BarRows
-from executor.ledger import BarDone, Ledger, LedgerError, Session, iso, parse
+from executor.ledger import Ledger, LedgerError, iso, parse
+from executor.records import BarDone, Session
 from executor.risk import KillSwitch, is_stale
 from executor.settings import Settings, check_restart, check_universe, default_kill_file
 from executor.shadow import record_shadow_trades

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from executor.books import TRADED_FRICTION
-from executor.ledger import Entry, Exit, Fill, Ledger, LedgerError, Session, iso, iso_many
+from executor.ledger import Ledger, LedgerError, iso, iso_many
+from executor.records import Entry, Exit, Fill, Session
 from executor.settings import Settings
 from harness import kernel_layout as L
 from harness.market import Market

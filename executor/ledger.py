@@ -8,7 +8,7 @@ client. One writer is enforced with an exclusive lock on `<ledger>.lock`.
 
 `Ledger` is the only code that speaks SQL to a ledger (the schema is executor/ledger_schema.py):
 the engine and the status report call its typed methods (open_positions, accepted_decisions,
-record_fill, ...). A file is checked to be a paper ledger of a version this executor reads
+record_fill, ...) with the rows of executor/records.py. A file is checked to be a paper ledger of a version this executor reads
 (`identify`) before anything is locked, switched to WAL or migrated.
 """
 
@@ -19,14 +19,26 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from executor.ledger_schema import MIGRATIONS, SCHEMA_VERSION, TABLES
+from executor.records import (
+    BarDone,
+    Decision,
+    Entry,
+    Exit,
+    ExitDecision,
+    Fill,
+    Order,
+    Position,
+    Session,
+    ShadowTrade,
+)
 from harness.errors import HarnessError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "Ledger", "LedgerError"]
@@ -55,158 +67,6 @@ def parse(text: str) -> pd.Timestamp:
 
 def now_wall() -> str:
     return pd.Timestamp.now(tz="UTC").isoformat()
-
-
-# ---- the records the engine reads and writes ---------------------------------------------------
-
-@dataclass(frozen=True)
-class Session:
-    id: int
-    start: pd.Timestamp
-    initial_equity: float
-
-
-@dataclass(frozen=True)
-class Position:
-    """A position of the current session as the diff against the kernel needs it."""
-
-    id: int
-    coin: str
-    entry_ts: str
-    status: str  # open | closed
-    partial_taken: int
-    funding: float
-    book: str
-    side: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A position the kernel opened: what its trade record and the winning decision say."""
-
-    session: int
-    coin: str
-    side: int
-    book: str
-    strategy: str
-    bucket: str
-    signal_ts: str
-    entry_ts: str
-    entry_price: float
-    size: float
-    notional: float
-    stop_distance: float
-    fees: float
-
-
-@dataclass(frozen=True)
-class Exit:
-    """How the kernel closed a position."""
-
-    partial_taken: int
-    fees: float
-    funding: float
-    exit_ts: str
-    exit_price: float
-    exit_reason: str
-    pnl: float
-    r_multiple: float
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One fill as the kernel booked it (price with slippage, fee, the slippage paid)."""
-
-    ts: str
-    bar_ts: str
-    position_id: int
-    coin: str
-    side: int
-    kind: str  # entry | partial | exit
-    reason: str
-    qty: float
-    price: float
-    fee: float
-    slippage_bps: float
-
-
-@dataclass(frozen=True)
-class Order:
-    """An accepted live decision waiting for the next bar's open."""
-
-    id: int
-    ts: str
-    coin: str
-    book: str
-
-
-class Decision(NamedTuple):
-    """A shadow or live decision at a bar (kind 'shadow' | 'live')."""
-
-    ts: str
-    coin: str
-    book: str
-    kind: str
-    strategy: str
-    side: int
-    stop: float
-    target: float | None
-    score: float
-    session: str
-    regime: str
-    vol_bucket: str
-    setup: int
-    hold: int
-    trail: float | None
-    bucket: str | None
-    accepted: int
-    reason: str
-
-
-class ExitDecision(NamedTuple):
-    """A close the strategy (or a blocked reversal) asks for at a bar."""
-
-    ts: str
-    coin: str
-    book: str
-    strategy: str
-    reason: str
-
-
-class ShadowTrade(NamedTuple):
-    strategy: str
-    coin: str
-    side: int
-    book: str
-    session: str
-    regime: str
-    vol_bucket: str
-    entry_ts: str
-    exit_ts: str
-    r_multiple: float
-    pnl: float
-    fees: float
-    funding: float
-    exit_reason: str
-    friction: str
-
-
-@dataclass(frozen=True)
-class BarDone:
-    """The row that marks a bar processed, with the equity the kernel reported at its close."""
-
-    ts: str
-    clock: str
-    session: int
-    n_candles: int
-    stale: int
-    kill_file: int
-    candidates: str
-    n_live: int
-    n_accepted: int
-    equity: float
-    n_open: int
-    peak: float
 
 
 # ---- identity --------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from executor.books import TRADED_FRICTION, Book
-from executor.ledger import Ledger, Session, ShadowTrade, iso_many
+from executor.ledger import Ledger, iso_many
+from executor.records import Session, ShadowTrade
 from executor.settings import Settings
 from harness.market import Market
 from harness.signals import Signals
