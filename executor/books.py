@@ -3,8 +3,8 @@
 A book is one (strategy, interval, params): one `generate` call per closed candle serves every
 bucket promoted with those params. The file is read with schemas.candidates (its JSON Schema and
 typed dataclasses) and refused, with a one-line reason, when it is invalid, comes from another
-harness, or was measured under another friction model than the one the executor trades (the
-harness default, friction v5).
+harness, was measured under another friction model than the one the executor trades (the
+harness default, friction v5), or holds params outside a strategy's `Params` types and ranges.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import INTERVALS
 from schemas.candidates import Bucket, Candidates, load_candidates
-from strategies.base import RegisteredStrategy, get_strategy, make_params
+from strategies.base import RegisteredStrategy, check_params, get_strategy
 
 TRADED_FRICTION = get_friction(DEFAULT_FRICTION)  # what the kernel mirrors: one home
 
@@ -99,9 +99,10 @@ def load_books(path: str | Path, interval: str | None = None,
     for (name, params_json), buckets in sorted(groups.items()):
         try:
             strat = get_strategy(name)
-            params = make_params(strat.params_cls, json.loads(params_json))
+            params = check_params(strat.params_cls, json.loads(params_json))
         except HarnessError as exc:
-            raise ConfigError(f"{path}: bucket {bucket_key(buckets[0])}: {exc}") from None
+            raise ConfigError(f"{path}: bucket {bucket_key(buckets[0])}: {exc}; re-promote with "
+                              "`python -m sweep promote`") from None
         except TypeError as exc:
             raise ConfigError(f"{path}: bucket {bucket_key(buckets[0])}: bad params ({exc})") from None
         books.append(Book(book_id(name, interval, params_json), strat, interval, params,

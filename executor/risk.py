@@ -71,24 +71,31 @@ def bucket_kill(r_multiples: list[float] | np.ndarray, kill: KillCriteria) -> st
     return None
 
 
-def check_sim(sim: SimConfig) -> SimConfig:
-    """The executor's risk options: positive finite equity and leverage, at least one position,
-    fractions in (0, 1); ConfigError naming the option otherwise."""
-    for name, v in (("equity", sim.initial_equity), ("max-leverage", sim.max_leverage)):
+def _check_risk(equity: float, risk_fraction: float, max_positions: int, max_leverage: float,
+                daily_loss_halt: float, kill_drawdown: float) -> None:
+    for name, v in (("equity", equity), ("max-leverage", max_leverage)):
         if not (math.isfinite(v) and v > 0):
             raise ConfigError(f"--{name} must be a positive number, got {v}")
-    if sim.max_positions < 1:
-        raise ConfigError(f"--max-positions must be >= 1, got {sim.max_positions}")
-    for name, v in (("risk-fraction", sim.risk_fraction), ("daily-loss-halt", sim.daily_loss_halt),
-                    ("kill-drawdown", sim.kill_drawdown)):
+    if max_positions < 1:
+        raise ConfigError(f"--max-positions must be >= 1, got {max_positions}")
+    for name, v in (("risk-fraction", risk_fraction), ("daily-loss-halt", daily_loss_halt),
+                    ("kill-drawdown", kill_drawdown)):
         if not 0 < v < 1:
             raise ConfigError(f"--{name} must be a fraction in (0, 1), got {v}")
+
+
+def check_sim(sim: SimConfig) -> SimConfig:
+    """The executor's risk options: positive finite equity and leverage, at least one position,
+    fractions in (0, 1); ConfigError naming the command-line option otherwise."""
+    _check_risk(sim.initial_equity, sim.risk_fraction, sim.max_positions, sim.max_leverage,
+                sim.daily_loss_halt, sim.kill_drawdown)
     return sim
 
 
 def sim_config(equity: float, risk_fraction: float, max_positions: int, max_leverage: float,
                daily_loss_halt: float, kill_drawdown: float) -> SimConfig:
-    """The kernel's SimConfig from the command line, checked (`check_sim`)."""
-    return check_sim(SimConfig(initial_equity=equity, risk_fraction=risk_fraction,
-                               max_positions=max_positions, max_leverage=max_leverage,
-                               daily_loss_halt=daily_loss_halt, kill_drawdown=kill_drawdown))
+    """The kernel's SimConfig from the command line, each option checked first."""
+    _check_risk(equity, risk_fraction, max_positions, max_leverage, daily_loss_halt, kill_drawdown)
+    return SimConfig(initial_equity=equity, risk_fraction=risk_fraction, max_positions=max_positions,
+                     max_leverage=max_leverage, daily_loss_halt=daily_loss_halt,
+                     kill_drawdown=kill_drawdown)

@@ -187,6 +187,11 @@ def from_document(doc: Any, what: str = "live_candidates") -> Candidates:
     return Candidates(**dict(doc, gates=Gates(**doc["gates"]), buckets=tuple(buckets)))
 
 
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: evidence that holds them measured nothing."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_candidates(path: str | os.PathLike) -> Candidates:
     """Read and validate a candidates file; CandidatesError with a one-line reason otherwise."""
     path = Path(path)
@@ -195,7 +200,7 @@ def load_candidates(path: str | os.PathLike) -> Candidates:
     except OSError as exc:
         raise CandidatesError(f"cannot read candidates file {path}: {exc.strerror or exc}") from None
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)
     except ValueError as exc:
         raise CandidatesError(f"{path} is not valid JSON ({exc}): regenerate it with `python -m sweep promote`") from None
     return from_document(doc, what=str(path))

@@ -71,6 +71,28 @@ def make_params(params_cls: type, values: dict[str, Any]) -> Any:
     return params_cls(**values)
 
 
+def check_params(params_cls: type, values: dict[str, Any]) -> Any:
+    """A Params from values read from a file (live_candidates.json): unknown names, values of
+    the wrong type, non-finite numbers and values outside a parameter's range or choices are
+    refused with a ConfigError naming the parameter and what it accepts."""
+    for spec in param_specs(params_cls):
+        if spec.name not in values:
+            continue
+        v = values[spec.name]
+        if spec.kind == "bool":
+            ok, want = isinstance(v, bool), "true or false"
+        elif spec.kind == "choice":
+            ok, want = v in (spec.choices or ()), f"one of {list(spec.choices or ())}"
+        else:
+            number = (int,) if spec.kind == "int" else (int, float)
+            ok = isinstance(v, number) and not isinstance(v, bool) and math.isfinite(v) \
+                and spec.low <= v <= spec.high
+            want = f"{'an integer' if spec.kind == 'int' else 'a number'} in [{spec.low}, {spec.high}]"
+        if not ok:
+            raise ConfigError(f"parameter {spec.name} = {v!r} is not {want}")
+    return make_params(params_cls, values)
+
+
 Format = Literal["text", "number", "percent", "flag"]
 
 
