@@ -36,6 +36,12 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
+def _err() -> Console:
+    """stderr console for progress; progress is shown on a terminal only (a cron log or a pipe
+    gets the result table, and a failure stays one line)."""
+    return Console(stderr=True)
+
+
 def _ts(t) -> str:
     return "-" if t is None else t.strftime("%Y-%m-%d %H:%M")
 
@@ -56,9 +62,9 @@ def sync_command(
 ) -> None:
     """Record closed Hyperliquid candles (and funding) into the store; safe to run hourly."""
     names = [c.strip() for c in coins.split(",") if c.strip()]
-    out = _console()
+    out, err = _console(), _err()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), console=Console(stderr=True), transient=True) as bar:
+                  MofNCompleteColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("syncing", total=None)
 
         def step(done: int, total: int, coin: str) -> None:
@@ -86,9 +92,9 @@ def import_command(
     store: Path = StoreOpt,
 ) -> None:
     """Validate a dataset folder completely, then add it to the store (all or nothing)."""
-    out = _console()
+    out, err = _console(), _err()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                  console=Console(stderr=True), transient=True) as bar:
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("importing", total=None)
         tables = import_dataset(path, store,
                                 progress=lambda msg: bar.update(task, description=msg))

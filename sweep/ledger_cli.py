@@ -1,9 +1,10 @@
 """The paper executor's ledgers as `sweep sql` views: paper_positions, paper_fills, ...
 
 The executor registers each ledger it writes in `<results>/paper_ledgers.txt` (schemas.ledgers). DuckDB cannot
-read SQLite here without a downloaded extension, so each view is backed by a snapshot taken
-when `sweep sql` connects: the table of every registered ledger, read with SQLite in read-only
-mode (safe while the executor writes: WAL), with a `ledger` column, written atomically to
+read SQLite here without a downloaded extension, so each view is the table of every registered
+ledger, read with SQLite in read-only mode (safe while the executor writes: WAL), with a
+`ledger` column, as of the moment of connecting: in `sweep sql` (an in-memory connection) the
+frame itself, in results.duckdb a snapshot written atomically to
 `<results>/.paper/<table>.snapshot` (Parquet). Times become TIMESTAMPs.
 """
 
@@ -46,8 +47,8 @@ def read_ledger_table(path: Path, table: str) -> pd.DataFrame | None:
     return df
 
 
-def snapshot_sql(results_dir: Path, table: str) -> str | None:
-    """Snapshot `table` of every registered ledger; the SELECT behind its view (None: no ledger)."""
+def ledger_frame(results_dir: Path, table: str) -> pd.DataFrame | None:
+    """`table` of every registered ledger, times as UTC timestamps (None: no ledger has it)."""
     frames = [f for f in (read_ledger_table(p, table) for p in ledger_paths(results_dir)) if f is not None]
     if not frames:
         return None
@@ -55,6 +56,14 @@ def snapshot_sql(results_dir: Path, table: str) -> str | None:
     for col in TIME_COLUMNS:
         if col in df.columns:
             df[col] = pd.to_datetime(df[col], utc=True, format="ISO8601")
+    return df
+
+
+def snapshot_sql(results_dir: Path, table: str) -> str | None:
+    """Snapshot `table` of every registered ledger; the SELECT behind its view (None: no ledger)."""
+    df = ledger_frame(results_dir, table)
+    if df is None:
+        return None
     folder = Path(results_dir) / SNAPSHOT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{table}.snapshot"
@@ -68,4 +77,5 @@ def snapshot_sql(results_dir: Path, table: str) -> str | None:
 def register(app: typer.Typer) -> None:
     """No command of its own: the paper_* views appear in `sweep sql`."""
     for table in PAPER_TABLES:
-        results.register_view(f"paper_{table}", partial(snapshot_sql, table=table))
+        results.register_view(f"paper_{table}", partial(snapshot_sql, table=table),
+                              partial(ledger_frame, table=table))

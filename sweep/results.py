@@ -76,7 +76,7 @@ class Table:
 
 
 TABLES: dict[str, Table] = {}
-VIEWS: dict[str, Callable[[Path], str | None]] = {}
+VIEWS: dict[str, tuple[Callable[[Path], str | None], Callable[[Path], pd.DataFrame | None]]] = {}
 
 
 def register_table(name: str, columns: Sequence[Column], doc: str, *, provenance: bool = True,
@@ -92,9 +92,12 @@ def register_table(name: str, columns: Sequence[Column], doc: str, *, provenance
     return table
 
 
-def register_view(name: str, sql: Callable[[Path], str | None]) -> None:
-    """A view that is not a Parquet table (e.g. the executor's ledger): sql(results_dir) -> SELECT."""
-    VIEWS[name] = sql
+def register_view(name: str, sql: Callable[[Path], str | None],
+                  frame: Callable[[Path], pd.DataFrame | None]) -> None:
+    """A view that is not a Parquet table (e.g. the executor's ledger): in results.duckdb it is
+    sql(results_dir) (a SELECT over a snapshot file), in an in-memory connection the frame
+    frame(results_dir) itself (nothing written); None from either: no view."""
+    VIEWS[name] = (sql, frame)
 
 
 RUNS = register_table("runs", (
@@ -303,14 +306,17 @@ def table_names(results_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, results_dir: Path) -> None:
+def _create_views(con: duckdb.DuckDBPyConnection, results_dir: Path, in_memory: bool) -> None:
     for name in table_names(results_dir):
         sql = view_sql(results_dir, name)
         if sql:
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
-    for name, fn in VIEWS.items():
-        sql = fn(results_dir)
-        if sql:
+    for name, (sql_fn, frame_fn) in VIEWS.items():
+        if in_memory:
+            df = frame_fn(results_dir)
+            if df is not None:
+                con.register(name, df)
+        elif (sql := sql_fn(results_dir)) is not None:
             con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {sql}')
 
 
@@ -329,10 +335,11 @@ def connect(results_dir: Path | str = DEFAULT_RESULTS, persist: bool = True) -> 
             con = duckdb.connect(str(results_dir / DB_NAME))
         except (duckdb.IOException, OSError):
             con = None
-    if con is None:
+    in_memory = con is None
+    if in_memory:
         con = duckdb.connect()
     try:
-        _create_views(con, results_dir)
+        _create_views(con, results_dir, in_memory)
     except duckdb.Error as exc:
         con.close()
         raise ResultsError(f"cannot read the results tables in {results_dir}: {exc}".splitlines()[0]) from None
@@ -340,24 +347,18 @@ def connect(results_dir: Path | str = DEFAULT_RESULTS, persist: bool = True) -> 
 
 
 def connect_readonly(results_dir: Path | str = DEFAULT_RESULTS) -> duckdb.DuckDBPyConnection:
-    """A connection for questions from outside (`sweep sql`): it can read the results tables and
-    nothing else. The views are refreshed first; then results.duckdb is opened read-only (an
-    in-memory copy of the views when another process holds it), file access is limited to the
-    results folder, extensions cannot be installed or loaded, and the configuration is locked.
-    Statements other than a SELECT are refused by `select_statement` before they run."""
+    """A connection for questions from outside (`sweep sql`) that can read the results tables
+    and change nothing: an in-memory catalog of fresh views (nothing is written, not even
+    results.duckdb), file access limited to the results folder, extensions neither installed
+    nor loaded, and the configuration locked. Run only what `select_statement` lets through."""
     results_dir = Path(results_dir)
-    connect(results_dir).close()
     root = str(results_dir.resolve()).replace("'", "''") + "/"
-    no_extensions = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
-    try:
-        con, fresh = duckdb.connect(str(results_dir / DB_NAME), read_only=True, config=no_extensions), False
-    except (duckdb.Error, OSError):
-        con, fresh = duckdb.connect(config=no_extensions), True
+    con = duckdb.connect(config={"autoinstall_known_extensions": False,
+                                 "autoload_known_extensions": False})
     try:
         con.execute(f"SET allowed_directories = ['{root}']")
         con.execute("SET enable_external_access = false")
-        if fresh:
-            _create_views(con, results_dir)
+        _create_views(con, results_dir, in_memory=True)
         con.execute("SET lock_configuration = true")
     except duckdb.Error as exc:
         con.close()
@@ -365,11 +366,12 @@ def connect_readonly(results_dir: Path | str = DEFAULT_RESULTS) -> duckdb.DuckDB
     return con
 
 
-def select_statement(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    """The one SELECT in `sql` (DESCRIBE, SHOW, SUMMARIZE and FROM-first queries are SELECTs);
-    ResultsError naming what was refused otherwise."""
+def select_statement(sql: str) -> Any:
+    """The one SELECT in `sql` (DESCRIBE, SHOW, SUMMARIZE and FROM-first queries are SELECTs),
+    parsed without touching any database; ResultsError naming what was refused otherwise."""
     try:
-        statements = con.extract_statements(sql)
+        with duckdb.connect() as parser:
+            statements = parser.extract_statements(sql)
     except duckdb.Error as exc:
         raise ResultsError(f"query failed: {str(exc).splitlines()[0]}") from None
     if len(statements) != 1:

@@ -412,10 +412,11 @@ def sql_command(
     limit: int = typer.Option(200, "--max-rows", min=1, help="Rows shown in the table view."),
     results_dir: Path = ResultsOpt,
 ) -> None:
-    """Ask DuckDB anything about the results tables (views in results/results.duckdb).
+    """Ask DuckDB anything about the results tables (the views results/results.duckdb holds).
 
-    Read-only: one SELECT (DESCRIBE, SHOW and SUMMARIZE too); writes, COPY, ATTACH, INSTALL,
-    LOAD, SET and files outside the results folder are refused.
+    Read-only: one SELECT (DESCRIBE, SHOW and SUMMARIZE too) on fresh in-memory views; writes,
+    COPY, ATTACH, INSTALL, LOAD, SET and files outside the results folder are refused, and
+    nothing is written.
     """
     if csv and as_json:
         raise ConfigError("choose one of --csv and --json")
@@ -425,9 +426,10 @@ def sql_command(
         raise ConfigError('give a query, e.g. sweep sql "SELECT count(*) FROM trials", or --schema')
     else:
         _require(results_dir)
+        statement = results.select_statement(query)  # refused before anything is opened
         con = results.connect_readonly(results_dir)
         try:
-            df = con.execute(results.select_statement(con, query)).df()
+            df = con.execute(statement).df()
         except duckdb.Error as exc:
             raise ConfigError(f"query failed: {str(exc).splitlines()[0]}") from None
         finally:
