@@ -138,3 +138,33 @@ def run_cli(*args: str, timeout: float = 120, check: bool = True) -> subprocess.
 def last_line(text: str) -> str:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    """`python -m sweep ARGS` in this process (typer's CliRunner): exit_code, stdout, stderr."""
+    from typer.testing import CliRunner
+
+    from sweep.cli import _register, app
+
+    if not any(c.name == "sql" for c in app.registered_commands):
+        _register()
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", **(env or {})})
+
+
+def tree(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root (and its mode, size and sha256): equal before and after means
+    nothing was written, created, removed or chmod-ed."""
+    import hashlib
+
+    return {p.relative_to(root).as_posix(): (p.stat().st_mode, p.stat().st_size,
+                                             hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+def one_error_line(result) -> str:
+    """The single `error: ...` line of a refused command (exit code not 0, nothing on stdout)."""
+    assert result.exit_code not in (0, None), result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stdout == "", result.stdout
+    return lines[0]

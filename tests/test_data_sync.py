@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from fakes.hl_server import HOUR_MS, FakeHyperliquid, hl_server  # noqa: F401  (fixture)
 
@@ -31,9 +33,11 @@ class FakeTime:
 
 
 def run_sync(server: FakeHyperliquid, store: Path, coins=("BTC",), fake: FakeTime | None = None,
-             **kw) -> hl_sync.SyncReport:
+             now_ms=None, **kw) -> hl_sync.SyncReport:
+    """A sync whose clock is the server's (or `now_ms`: a local clock that disagrees)."""
     fake = fake or FakeTime()
-    return hl_sync.sync(store, list(coins), base_url=server.url, now_ms=lambda: server.now_ms,
+    return hl_sync.sync(store, list(coins), base_url=server.url,
+                        now_ms=now_ms or (lambda: server.now_ms),
                         sleep=fake.sleep, clock=fake.clock, **kw)
 
 
@@ -103,6 +107,65 @@ def test_still_open_candle_is_never_stored_and_closes_later(tmp_path):
         assert last["ts"] == pd.Timestamp(open_t, unit="ms", tz="UTC")
         final = server.candle("BTC", "1h", open_t)
         assert last["close"] == float(final["c"]) != partial_close  # the final, not the partial
+
+
+def test_a_lagging_servers_open_candle_is_not_stored_and_lands_final(tmp_path):
+    """Issue 15 item 8: with the local clock 2 h ahead of the server, the server's open candle
+    was stored as closed (partial) and never corrected. The server's own clock decides now."""
+    server = small()
+    ahead = 2 * HOUR_MS
+    with server:
+        report = run_sync(server, tmp_path, now_ms=lambda: server.now_ms + ahead)
+        open_t = server.now_ms - server.now_ms % HOUR_MS
+        assert st.read_candles(tmp_path, "1h")["ts"].max() == pd.Timestamp(open_t - HOUR_MS, unit="ms", tz="UTC")
+        assert "lags" in report.coins[0].note
+        server.advance(1)  # the server closes that candle
+        run_sync(server, tmp_path, now_ms=lambda: server.now_ms + ahead)
+    got = st.read_candles(tmp_path, "1h").set_index("ts")
+    final = server.candle("BTC", "1h", open_t)
+    assert got.loc[pd.Timestamp(open_t, unit="ms", tz="UTC"), "volume"] == float(final["v"])
+
+
+def test_the_trailing_window_lands_late_fixes_and_fills_gaps(tmp_path):
+    """Issue 15 item 8: the last 3 stored bars are fetched again on every run; what the server
+    fixed or filled there lands (upserts replace), older bars are left as stored."""
+    server = small()
+    with server:
+        run_sync(server, tmp_path)
+        path = st.partition_path(tmp_path, "candles_1h", "BTC")
+        df = st.read_parquet(path)
+        n = len(df)
+        wrong = df.copy()
+        for i in (n - 2, n - 4):  # inside the window (n-3..n-1), and just outside it
+            wrong.loc[i, ["open", "close"]] = wrong.loc[i, "low"]
+        wrong = wrong.drop(index=n - 3).reset_index(drop=True)  # a gap inside the window
+        pq.write_table(pa.Table.from_pandas(wrong, preserve_index=False), path)
+        report = run_sync(server, tmp_path)
+    c = report.coins[0]
+    assert (c.candles_added, c.candles_fixed) == (1, 1)
+    got = st.read_candles(tmp_path, "1h").reset_index(drop=True)
+    exp = expected_candles(server, "BTC")
+    assert len(got) == n and got["ts"].tolist() == exp["ts"].tolist()
+    diff = [i for i in range(n) if got.loc[i, "close"] != exp.loc[i, "close"]]
+    assert diff == [n - 4], "only the bar outside the re-fetched window keeps its stored value"
+
+
+def test_rows_repeated_inside_a_page_are_kept_once(tmp_path):
+    server = small()
+    server.repeat_rows = True
+    with server:
+        report = run_sync(server, tmp_path)
+    got = st.read_candles(tmp_path, "1h")
+    assert report.coins[0].candles_added == len(got) == 299 and got["ts"].is_unique
+
+
+def test_a_server_with_nothing_new_says_so(tmp_path):
+    server = small()
+    with server:
+        run_sync(server, tmp_path)
+        report = run_sync(server, tmp_path, now_ms=lambda: server.now_ms + 10 * HOUR_MS)
+    assert report.candles_added == 0
+    assert "newest candle opened" in report.coins[0].note and "lags" in report.coins[0].note
 
 
 def test_second_sync_adds_nothing(tmp_path):

@@ -120,6 +120,14 @@ def test_negative_volume():
     bad(df, "row 2", "volume")
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_infinite_or_nan_volume(value):
+    """Issue 15 item 10: +inf volume passed validation (and poisoned ADV-based slippage)."""
+    df = candles()
+    df.loc[7, "volume"] = value
+    bad(df, "coin 'BTC'", "row 7", "infinite or negative volume", "finite number >= 0")
+
+
 def test_mixed_intervals_off_grid():
     df = candles(n=10)
     df.loc[4, "ts"] = df.loc[4, "ts"] - pd.Timedelta(minutes=15)  # a 15m bar in a 1h file

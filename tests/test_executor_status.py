@@ -147,6 +147,14 @@ def test_health_endpoints(ledger_with_trades):
         code, body = get("/status")
         assert code == 200 and body["equity"] is None and len(body["open_positions"]) == 1
         assert get("/nope")[0] == 404
+        # issue 15 item 10: not ok while the kill-switch file exists (looked at on each request)
+        kill = ledger_with_trades.kill.path
+        assert doc["halts"]["kill_file_path"] == str(kill) and not kill.exists()
+        kill.write_text("stop\n")
+        code, body = get("/health")
+        assert code == 503 and not body["ok"] and body["kill_file"]
+        kill.unlink()
+        assert get("/health")[0] == 200
     finally:
         server.stop()
 

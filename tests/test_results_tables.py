@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import _sweep_helpers as h
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,3 +180,47 @@ def test_many_batches_stay_queryable_quickly(tmp_path):
     t0 = time.perf_counter()
     got = results.query(tmp_path, "SELECT study, count(*) AS n FROM trials GROUP BY study ORDER BY study")
     assert got["n"].sum() == 200 and time.perf_counter() - t0 < 5
+
+
+FORGE = "COPY (SELECT * REPLACE (99.0 AS score) FROM trials LIMIT 1) TO '{res}/trials/zz.parquet'"
+REFUSED = [FORGE, "CREATE TABLE x AS SELECT 1", "DROP VIEW trials", "CREATE OR REPLACE VIEW trials "
+           "AS SELECT 1", "INSERT INTO trials SELECT * FROM trials", "ATTACH '{res}/x.duckdb' AS x",
+           "INSTALL httpfs", "LOAD httpfs", "SET enable_external_access = true",
+           "EXPORT DATABASE '{res}/exp'", "SELECT 1; DROP VIEW trials", "PRAGMA enable_profiling",
+           "EXPLAIN ANALYZE COPY (SELECT 1) TO '{res}/x.csv'", "CHECKPOINT", ";"]
+
+
+@pytest.mark.parametrize("sql", REFUSED, ids=range(len(REFUSED)))
+def test_sweep_sql_runs_one_select_and_refuses_the_rest(tmp_path, sql):
+    """Issue 15 item 1: a COPY forged a leaderboard row; now anything but one SELECT is refused
+    with one line before a connection is opened, and nothing in the results folder changes."""
+    results.write_batch(tmp_path, "trials", trial_rows("st", range(3)))
+    results.connect(tmp_path).close()
+    before = h.tree(tmp_path)
+    line = h.one_error_line(h.invoke("sql", sql.format(res=tmp_path), "--results", tmp_path))
+    assert "read-only" in line or "give one statement" in line
+    assert h.tree(tmp_path) == before
+
+
+def test_the_sql_connection_reads_the_results_folder_and_nothing_else(tmp_path):
+    results.write_batch(tmp_path, "trials", trial_rows("st", range(3)))
+    ok = h.invoke("sql", "SELECT count(*) AS n FROM trials", "--csv", "--results", tmp_path)
+    assert ok.exit_code == 0 and ok.stdout.split() == ["n", "3"]
+    described = h.invoke("sql", "DESCRIBE trials", "--csv", "--results", tmp_path)
+    assert described.exit_code == 0 and "score,DOUBLE" in described.stdout
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.csv"
+    outside.write_text("secret\n1\n")
+    con = results.connect_readonly(tmp_path)
+    try:
+        assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 3
+        with pytest.raises(duckdb.PermissionException):  # files outside the results folder
+            con.execute(f"SELECT * FROM read_csv('{outside}')").fetchall()
+        with pytest.raises(duckdb.Error, match="Cannot"):  # the configuration is locked
+            con.execute("SET enable_external_access = true")
+        with pytest.raises(duckdb.Error, match="locked"):
+            con.execute("SET autoload_known_extensions = true")
+    finally:
+        con.close()
+    assert not (tmp_path / results.DB_NAME).exists(), "sweep sql writes nothing, not even the view file"
+    line = h.one_error_line(h.invoke("sql", f"SELECT * FROM read_csv('{outside}')", "--results", tmp_path))
+    assert "Permission" in line and "secret" not in line

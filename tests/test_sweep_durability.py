@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from harness.errors import HarnessError
 from harness.sources import load_market
 from sweep import results
 from sweep.storage import open_storage, storage_url
@@ -205,3 +206,77 @@ def test_signal_inside_the_commit_block_is_held_until_it_ends():
             steps.append("rows written and told")
     assert steps == ["rows written and told"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_torn_journal_tail_is_moved_aside_and_the_study_resumes(tmp_path, market, capsys):
+    """Issue 15 item 5: a journal whose last line was cut (power loss inside a write) made every
+    later run fail with a JSONDecodeError; now the partial line is moved aside with one warning
+    and the study resumes with every trial it held."""
+    cfg = StudyConfig(strategy=h.NAME, trials=4, sampler="random", folds=2, results=tmp_path,
+                      study="torn", batch=2)
+    run_study(cfg, market=market)
+    journal = tmp_path / "studies" / "torn.journal"
+    intact = journal.read_bytes()
+    cut = b'{"op_code":4,"worker_id":"x","trial_id":9,"state":1,"val'
+    journal.write_bytes(intact + cut)
+    capsys.readouterr()
+    again = run_study(StudyConfig(**{**cfg.__dict__, "trials": 6}), market=market)
+    warning = [ln for ln in capsys.readouterr().err.splitlines() if "cut" in ln]
+    assert len(warning) == 1 and warning[0].startswith(f"warning: {journal}")
+    assert again.done_before == 4 and again.done_now == 2
+    aside = list(journal.parent.glob("torn.journal.torn-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == cut
+    assert journal.read_bytes().startswith(intact) and journal.read_bytes().endswith(b"\n")
+    assert_consistent(tmp_path, "torn", 6)
+
+
+def test_a_journal_corrupt_inside_is_refused_with_the_fix(tmp_path, market):
+    cfg = StudyConfig(strategy=h.NAME, trials=2, sampler="random", folds=2, results=tmp_path,
+                      study="bad", batch=2)
+    run_study(cfg, market=market)
+    journal = tmp_path / "studies" / "bad.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:3] + [b'{"op_code": 4, "cut\n'] + lines[3:]))
+    before = journal.read_bytes()
+    with pytest.raises(HarnessError, match=r"corrupt at line 4 .* new --study"):
+        run_study(cfg, market=market)
+    assert journal.read_bytes() == before
+
+
+def test_a_storage_server_that_never_answers_is_refused_within_the_timeout(tmp_path, dataset):
+    """Issue 15 item 3: a server that accepts TCP but never answers hung `sweep run`; now the
+    connect times out (--storage-timeout) with one line naming host and port, password masked."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])  # accepted, never answered
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(HarnessError, match=f"127.0.0.1:{port} did not answer within 2 s"):
+            open_storage(f"postgresql+psycopg://ann:hunter2@127.0.0.1:{port}/db", timeout=2)
+        r = h.invoke(*cli_args(dataset, tmp_path, "hang", 2, "--storage",
+                               f"postgresql://ann:hunter2@127.0.0.1:{port}/db", "--storage-timeout", "2"))
+        line = h.one_error_line(r)
+        assert f"127.0.0.1:{port}" in line and "--storage-timeout" in line and "hunter2" not in line
+        assert held, "the fake server must have accepted the connection"
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        for c in held:
+            c.close()
+        srv.close()

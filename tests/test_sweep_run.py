@@ -10,6 +10,7 @@ import math
 import _sweep_helpers as h
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -145,6 +146,37 @@ def test_folds_in_time_are_recorded_as_given_and_as_bars(tmp_path, market, strat
     assert again.done_before == 2 and again.done_now == 0
 
 
+def test_fix_added_to_a_named_study_is_refused(tmp_path, strategy, market):
+    """Issue 15 item 10: `--fix` on an existing --study would mix two search spaces."""
+    run_study(cfg(tmp_path, trials=2, study="space"), market=market)
+    with pytest.raises(ConfigError, match=r"another search_space \(search_space: --fix pause=0.0 "
+                                          r"-> --fix lookback=20,pause=0.0\)"):
+        run_study(cfg(tmp_path, trials=3, study="space", fixed={"lookback": 20}), market=market)
+    assert results.query(tmp_path, "SELECT count(*) AS n FROM trials")["n"][0] == 2
+
+
+def test_a_killed_run_is_marked_by_the_next_start(tmp_path, strategy, market):
+    """Issue 15 item 10: a SIGKILLed run stays `running`; the next start on its host marks it
+    `killed` (its owner process is gone), and leaves a live owner's run alone."""
+    import subprocess
+    import sys
+
+    from sweep.study import worker_id
+
+    run_study(cfg(tmp_path, trials=2), market=market)
+    row = results.query(tmp_path, "SELECT * FROM runs").drop(columns=["batch"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    ghost = row.assign(run_id="ghost", status="running", finished_at=None,
+                       owner=f"{worker_id().split(':')[0]}:{dead.stdout.strip()}:1.000")
+    alive = row.assign(run_id="alive", status="running", finished_at=None, owner=worker_id())
+    results.write_batch(tmp_path, "runs", pd.concat([ghost, alive]))
+    run_study(cfg(tmp_path, trials=3), market=market)
+    status = dict(results.query(tmp_path, "SELECT run_id, status FROM runs").itertuples(index=False))
+    assert status["ghost"] == "killed" and status["alive"] == "running"
+    assert sorted(set(status.values())) == ["finished", "killed", "running"]
+
+
 def test_nsga2_tpe_and_cmaes(tmp_path, market):
     a = run_study(cfg(tmp_path / "a", sampler="nsga2", trials=6, batch=3), market=market)
     b = run_study(cfg(tmp_path / "b", sampler="tpe", trials=6, batch=2), market=market)
@@ -212,6 +244,22 @@ def test_cli_errors_are_clear(tmp_path, cli):
     assert "unknown strategy" in line(r)
     assert "query failed" in line(cli("sql", "select * from nowhere", "--results", tmp_path))
     assert "unknown sampler" in line(cli("run", "--sampler", "grid", "--results", tmp_path))
+
+
+def test_secrets_never_reach_the_runs_table(tmp_path, strategy, dataset, cli, monkeypatch):
+    """Issue 15 item 2: a password in the command line (any form) is masked in runs.argv."""
+    import sys
+
+    argv = ["sweep", "run", "--storage", "postgresql://:hunter1@db.example/x?password=hunter2",
+            "--storage=ann:hunter3@db/x", "--storage", "postgresql+psycopg://ann:hunter4@db:5433/x"]
+    monkeypatch.setattr(sys, "argv", argv)  # what run_cli records (the study itself uses a journal)
+    r = cli("run", "--strategy", h.NAME, "--data", dataset, "--trials", "2", "--batch", "2",
+            "--sampler", "random", "--folds", "2", "--results", tmp_path)
+    assert r.exit_code == 0, r.output
+    runs = results.query(tmp_path, "SELECT argv, storage FROM runs")
+    text = runs.to_csv()
+    assert "hunter" not in text
+    assert "postgresql://:***@db.example/x?password=***" in text and "ann:***@db/x" in text
 
 
 def test_leaderboard_hides_other_harness_hashes(tmp_path, market):

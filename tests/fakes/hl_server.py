@@ -12,7 +12,7 @@ What it answers, in Hyperliquid's format (HYPERLIQUID.md):
 - `candleSnapshot`: {"t", "T", "s", "i", "o", "c", "h", "l", "v", "n"} with prices as strings;
   only the latest `candle_window` candles per interval exist (5,000 like the real API) and the
   last one is still open (its close is the price at `now_ms`); a response holds at most
-  `candle_cap` candles, earliest first;
+  `candle_cap` candles, earliest first (each sent twice with `repeat_rows`);
 - `fundingHistory`: {"coin", "fundingRate", "premium", "time"} for each hour up to `now_ms`,
   `time` = the hour + a deterministic 1-999 ms jitter; at most `funding_cap` rows, earliest first.
 
@@ -69,6 +69,7 @@ class FakeHyperliquid:
         self.listed_since = dict(listed_since or {})
         self.funding_since_ms = funding_since_ms
         self.candle_window, self.candle_cap, self.funding_cap = candle_window, candle_cap, funding_cap
+        self.repeat_rows = False  # every candle row sent twice in its page (a misbehaving server)
         self.faults: list[Fault] = []
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -139,7 +140,8 @@ class FakeHyperliquid:
         open_t = self.now_ms - self.now_ms % step
         lo = max(self.first_bar(coin, interval), -(-int(req["startTime"]) // step) * step)
         hi = min(open_t, int(req["endTime"]))
-        return [self.candle(coin, interval, t) for t in range(lo, hi + 1, step)][: self.candle_cap]
+        rows = [self.candle(coin, interval, t) for t in range(lo, hi + 1, step)][: self.candle_cap]
+        return [r for r in rows for _ in range(1 + self.repeat_rows)]
 
     def _funding(self, body: dict) -> list[dict]:
         coin = body["coin"]
