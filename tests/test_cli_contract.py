@@ -42,7 +42,7 @@ def template(tmp_path_factory):
         **prov, "command": "run", "strategy": "s", "study": "st", "trial": t, "status": "complete",
         "rejected": None, "score": 0.1 * t, "objective": 0.1 * t, "worst_fold": 0.0,
         "fold_scores": "[]", "folds": "[]", "params": "{}", "kept": False, "duration_s": 0.1,
-        "finished_at": pd.Timestamp("2025-01-01", tz="UTC")} for t in range(3)]))
+        "min_trades": 10, "finished_at": pd.Timestamp("2025-01-01", tz="UTC")} for t in range(3)]))
     results.connect(root / "results").close()
     buckets = every_bucket("trend_alpha", ("BTC",), interval="4h", sides=("long",),
                            sessions=("ASIA",), regimes=("LONG",), vols=("mid",))
@@ -100,6 +100,14 @@ SWEEP = [  # (case, args, what the line must say)
     ("sql-none", ["sql"], "give a query"),
     ("leaderboard-top-0", ["leaderboard", "--top", "0"], "--top"),
     ("regime-holdout", ["regime", "train", "--holdout", "0.9"], "--holdout"),
+    ("signals-mode", ["signals", "--mode", "wild"], "--mode must be live or shadow"),
+    ("signals-strategy", ["signals", "--strategy", "nope"], "unknown strategy 'nope'"),
+    ("signals-params", ["signals", "--strategy", "zscore_reversion", "--params", "{bad", "--data", "ds"], "--params"),
+    ("signals-at", ["signals", "--strategy", "zscore_reversion", "--at", "someday", "--data", "ds"], "someday"),
+    ("signals-data-missing", ["signals", "--strategy", "zscore_reversion", "--data", "nowhere"], "nowhere"),
+    ("calibrate-strengths", ["calibrate", "--strengths", "strong"], "strong"),
+    ("calibrate-runs-0", ["calibrate", "--runs", "0"], "--runs"),
+    ("calibrate-strategy", ["calibrate", "--strategy", "momentum"], "momentum"),
     # unknown paths
     ("run-data-missing", ["run", "--data", "nowhere"], "nowhere"),
     ("scan-data-missing", ["scan", "--param", "lookback", "--values", "1", "--data", "nowhere"], "nowhere"),
