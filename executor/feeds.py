@@ -18,6 +18,7 @@ import pandas as pd
 from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 
 from executor.window import CANDLE_COLS, FUNDING_COLS, empty_candles, empty_funding, market_rows
+from harness.cli import redact
 from harness.errors import DataError
 from harness.hl_sync import HyperliquidClient
 from harness.market import interval_seconds
@@ -143,7 +144,8 @@ class HyperliquidFeed:
         self.step_ms = interval_seconds(interval) * 1000
         self.coins = tuple(coins)
         self.url = (base_url or (TESTNET_API_URL if testnet else MAINNET_API_URL)).rstrip("/")
-        self.source, self.synthetic = f"Hyperliquid {self.url}", False
+        self.shown_url = redact(self.url)  # in the ledger's settings, events and messages
+        self.source, self.synthetic = f"Hyperliquid {self.shown_url}", False
         self.poll_seconds, self.grace_ms = poll_seconds, int(grace_seconds * 1000)
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.sleep = sleep
@@ -158,7 +160,7 @@ class HyperliquidFeed:
         known = set(client.perps(include_delisted=True))
         unknown = [c for c in self.coins if c not in known]
         if unknown:
-            raise DataError(f"coin {unknown[0]!r} is not a perp on {self.url}; fix the candidates "
+            raise DataError(f"coin {unknown[0]!r} is not a perp on {self.shown_url}; fix the candidates "
                             "file or --coins")
         self.client = client
 
@@ -180,8 +182,8 @@ class HyperliquidFeed:
             candles.append(frame[frame["ts"] < end])
             # the bars' records: stamped (floored to the hour) in (start, end]; times carry ms jitter
             funding.append(self.client.funding(coin, s + HOUR_MS, e + HOUR_MS - 1))
-        return (_valid_candles(pd.concat(candles, ignore_index=True), self.interval, self.url),
-                _valid_funding(pd.concat(funding, ignore_index=True), self.url))
+        return (_valid_candles(pd.concat(candles, ignore_index=True), self.interval, self.shown_url),
+                _valid_funding(pd.concat(funding, ignore_index=True), self.shown_url))
 
     def _poll(self, after_ms: int, now: int) -> None:
         """Fetch what is new; rows are validated before any is kept (a bad answer is re-asked)."""
@@ -189,7 +191,7 @@ class HyperliquidFeed:
         for coin in self.coins:
             start = p.candle_cursor.get(coin, after_ms + self.step_ms)
             frame = _valid_candles(self.client.candles(coin, self.interval, start, now)[0],
-                                   self.interval, self.url)
+                                   self.interval, self.shown_url)
             for row in frame.itertuples(index=False):
                 t = _ms(row.ts)
                 if t > after_ms:
@@ -198,7 +200,7 @@ class HyperliquidFeed:
         for coin in self.coins:
             start = p.funding_cursor.get(coin, after_ms + self.step_ms + 1)
             raw = self.client.funding(coin, start, now)
-            for row in _valid_funding(raw, self.url).itertuples(index=False):  # ts on the hour
+            for row in _valid_funding(raw, self.shown_url).itertuples(index=False):  # ts on the hour
                 p.funding[(coin, _ms(row.ts))] = tuple(row)
             if len(raw):
                 p.funding_cursor[coin] = _ms(raw["ts"].max()) + 1

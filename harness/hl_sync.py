@@ -43,6 +43,7 @@ from hyperliquid.utils.constants import MAINNET_API_URL, TESTNET_API_URL
 from hyperliquid.utils.error import ClientError, ServerError
 
 from harness import store as st
+from harness.cli import redact
 from harness.errors import DataError
 from harness.market import INTERVALS
 
@@ -94,6 +95,7 @@ class HyperliquidClient:
                  backoff: float = 1.0, timeout: float = 30.0,
                  weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE) -> None:
         self.base_url = (base_url or (TESTNET_API_URL if testnet else MAINNET_API_URL)).rstrip("/")
+        self.shown_url = redact(self.base_url)  # what messages and reports name
         self.budget = WeightBudget(weight_per_minute, clock, sleep)
         self.sleep, self.max_tries, self.backoff = sleep, max_tries, backoff
         self.requests = self.retries = 0
@@ -105,7 +107,7 @@ class HyperliquidClient:
             self.info = Info(self.base_url, skip_ws=True, meta=self.meta, spot_meta=spot_meta,
                              timeout=timeout)
         except (KeyError, TypeError) as exc:
-            raise DataError(f"Hyperliquid at {self.base_url}: unexpected meta/spotMeta "
+            raise DataError(f"Hyperliquid at {self.shown_url}: unexpected meta/spotMeta "
                             f"({exc!r}); is the base URL a Hyperliquid API?") from None
 
     def call(self, what: str, weight: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -119,7 +121,7 @@ class HyperliquidClient:
             except ClientError as exc:
                 if exc.status_code != 429:
                     raise DataError(
-                        f"Hyperliquid {what} at {self.base_url}: HTTP {exc.status_code} "
+                        f"Hyperliquid {what} at {self.shown_url}: HTTP {exc.status_code} "
                         f"{exc.error_message}; check the coin, interval and base URL"
                     ) from None
                 last = "HTTP 429 (rate limited)"
@@ -131,7 +133,7 @@ class HyperliquidClient:
                 self.retries += 1
                 self.sleep(min(self.backoff * 2**attempt, 60.0))
         raise DataError(
-            f"Hyperliquid {what} at {self.base_url} failed after {self.max_tries} tries (last: "
+            f"Hyperliquid {what} at {self.shown_url} failed after {self.max_tries} tries (last: "
             f"{last}); wait a few minutes and re-run: the sync resumes from the last stored bar"
         )
 
@@ -350,7 +352,7 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
         known = set(client.perps(include_delisted=True))
         unknown = [c for c in coins if c not in known]
         if unknown:
-            raise DataError(f"unknown coin {unknown[0]!r} on {client.base_url}; listed perps "
+            raise DataError(f"unknown coin {unknown[0]!r} on {client.shown_url}; listed perps "
                             f"include {', '.join(listed[:10])} ({len(listed)} in all)")
         names = list(dict.fromkeys(coins))
 
@@ -382,5 +384,5 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
         ))
         if progress:
             progress(i + 1, len(names), coin)
-    return SyncReport(base_url=client.base_url, interval=interval, coins=tuple(done),
+    return SyncReport(base_url=client.shown_url, interval=interval, coins=tuple(done),
                       requests=client.requests, retries=client.retries, weight=client.budget.spent)

@@ -18,7 +18,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from harness import hl_sync
-from harness.cli import redact
 from harness.costs import BPS, ESTIMATORS, CostModel, coin_costs, slippage
 from harness.errors import ConfigError, DataError
 from harness.friction import V5
@@ -72,7 +71,7 @@ def sync_command(
 
         report = hl_sync.sync(store, names, interval=interval, funding=funding, since=since,
                               base_url=base_url, testnet=testnet, progress=step)
-    table = Table(title=f"data sync {report.interval} from {redact(report.base_url)} into {store}")
+    table = Table(title=f"data sync {report.interval} from {report.base_url} into {store}")
     for col, just in (("coin", "left"), ("candles added", "right"), ("candles fixed", "right"),
                       ("funding added", "right"), ("first new bar", "left"),
                       ("last closed bar", "left"), ("note", "left")):

@@ -218,6 +218,21 @@ def test_persistent_errors_give_a_clear_error(tmp_path):
     assert not (tmp_path / "hyperliquid").exists()
 
 
+def test_a_password_in_the_base_url_is_never_shown(tmp_path):
+    """Issue 15 item 2: a base URL with credentials (a proxy) is masked in reports and errors."""
+    server = small()
+    with server:
+        url = server.url.replace("http://", "http://ann:hunter2@")
+        report = hl_sync.sync(tmp_path, ["BTC"], base_url=url, now_ms=lambda: server.now_ms,
+                              sleep=FakeTime().sleep, clock=FakeTime().clock)
+        assert report.base_url == server.url.replace("http://", "http://ann:***@")
+        server.fail(500, times=10, match="candleSnapshot")
+        with pytest.raises(DataError) as exc:
+            hl_sync.sync(tmp_path, ["BTC"], base_url=url, now_ms=lambda: server.now_ms,
+                         sleep=FakeTime().sleep, clock=FakeTime().clock, max_tries=2)
+    assert "ann:***@" in str(exc.value) and "hunter2" not in str(exc.value)
+
+
 def test_weight_budget_keeps_every_minute_under_the_limit(tmp_path, monkeypatch):
     server = FakeHyperliquid(coins=tuple(f"C{i}" for i in range(7)))
     fake = FakeTime()
