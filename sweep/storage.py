@@ -67,7 +67,7 @@ def sync_journal(url: str) -> None:
         fsync_path(Path(url.removeprefix("file://")))
 
 
-def _endpoint(url: str) -> tuple[str, dict[str, Any]]:
+def _endpoint(url: str) -> tuple[str, str | None]:
     """'host:port' of an RDB URL and the driver's connect-timeout argument name, if it has one."""
     from sqlalchemy.engine import make_url
 
