@@ -16,7 +16,7 @@ from harness.sources import build_market
 
 CANDLE_COLS = ("coin", "ts", "open", "high", "low", "close", "volume")
 FUNDING_COLS = ("coin", "ts", "funding_rate", "premium")
-NAN_FIELDS = ("open", "high", "low", "close", "volume", "premium", "open_interest")
+NAN_FIELDS = tuple(f for f in ARRAY_FIELDS if f != "funding")  # NaN where unknown
 
 
 def _empty(cols: tuple[str, ...]) -> pd.DataFrame:

@@ -34,7 +34,11 @@ estimate is volatility noise. BTC's AR half spread is 0 on 51% of bars and ~63 b
 the rest, mean 30 bps; CS's is never 0, median 46 bps; both rank BTC and ETH dearer than ~50
 illiquid coins. The impact term is what orders coins by liquidity; with the tick spread and
 the 1 bp floor, BTC pays ~1 bp at $10k and a tail coin the 200 bps cap. Recorded books and
-impact prices (`data sync --contexts`) are what the spread should be calibrated on.
+impact prices (`data sync --contexts`) are what the spread should be calibrated on:
+Hyperliquid's impact bid and ask are the average fills of a market sell and buy of the impact
+notional, so (impact ask - impact bid) / 2 / mid is the half spread plus the impact a trade of
+that size pays, the quantity v5's slippage at that notional estimates (`data costs` shows
+both side by side).
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ from harness.resample import align_to_base, resample
 BPS = 1e-4
 ESTIMATORS = ("tick", "abdi_ranaldo", "corwin_schultz")
 SIG_FIGS = 5  # Hyperliquid perp prices: at most 5 significant figures
+# Hyperliquid's funding impact notional (contract specifications): 20,000 USDC for BTC and
+# ETH, 6,000 USDC for every other perp; the impact prices of asset contexts are at this size.
+IMPACT_NOTIONAL_MAJORS = {"BTC": 20_000.0, "ETH": 20_000.0}
+IMPACT_NOTIONAL_OTHERS = 6_000.0
+
+
+def impact_notional(coin: str) -> float:
+    """USD notional behind a coin's recorded impact prices."""
+    return IMPACT_NOTIONAL_MAJORS.get(coin, IMPACT_NOTIONAL_OTHERS)
+
+
+def impact_half_spread(bid, ask, mid):
+    """(impact ask - impact bid) / 2 / mid: half spread plus impact at the impact notional."""
+    return (np.asarray(ask, dtype=np.float64) - np.asarray(bid, dtype=np.float64)) / 2.0 / mid
 
 
 @dataclass(frozen=True)

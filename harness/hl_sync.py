@@ -19,9 +19,13 @@ the latest 5,000 candles per interval, so history must be recorded over time: ru
   `max_tries` a DataError says what failed and that re-running resumes where it stopped.
 - Each coin is written as soon as it is fetched (atomic upserts), so an interrupted sync keeps
   what it finished and the next run continues from there.
+- Snapshots (`contexts=True`, harness.snapshots): before any candle, one `metaAndAssetCtxs`
+  (weight 20: every listed perp's context) and one `l2Book` per book coin (weight 2 each),
+  validated together and written together, so a malformed or partial answer writes nothing;
+  one snapshot per coin and hour, so a second run in the same hour adds nothing.
 
-`HyperliquidClient` (budget, retries, paged `candles` / `funding` as store-schema frames) is
-public so the paper executor polls through the same code.
+`HyperliquidClient` (budget, retries, paged `candles` / `funding`, `asset_ctxs`, `l2_book` as
+store-schema frames) is public so the paper executor polls through the same code.
 """
 
 from __future__ import annotations
@@ -46,12 +50,14 @@ from harness import store as st
 from harness.cli import redact
 from harness.errors import DataError
 from harness.market import INTERVALS
+from harness.snapshots import CTX_COLUMNS, book_frame, book_snapshots, empty_books
 
 WEIGHT_LIMIT_PER_MINUTE = 1_200  # Hyperliquid's per-IP limit (HYPERLIQUID.md)
 WEIGHT_BUDGET_PER_MINUTE = 1_000  # what the sync allows itself
 REQUEST_WEIGHT = 20
 CANDLES_PER_WEIGHT = 60
 FUNDING_ROWS_PER_WEIGHT = 20
+BOOK_WEIGHT = 2  # l2Book is one of the info requests of weight 2
 CANDLE_WINDOW = 5_000  # candles per interval the API keeps
 FUNDING_PAGE_ROWS = 500  # max rows per funding response
 REFETCH_BARS = 3  # trailing stored bars fetched again on every sync (late fixes land)
@@ -206,6 +212,97 @@ class HyperliquidClient:
         return _funding_frame(sorted(rows, key=lambda r: int(r["time"])), coin)
 
 
+    def asset_ctxs(self, clock_ms: Callable[[], int]) -> pd.DataFrame:
+        """Every listed perp's context now (asset_ctxs_1h schema), stamped with `clock_ms()`
+        when the answer arrived (the API gives no time); DataError on a malformed or partial
+        answer (fewer contexts than perps)."""
+        answer = self.call("metaAndAssetCtxs", REQUEST_WEIGHT, self.info.meta_and_asset_ctxs)
+        return _ctx_frame(answer, clock_ms(), self.shown_url)
+
+    def l2_book(self, coin: str) -> pd.DataFrame:
+        """The coin's L2 book now (`books` rows, 20 levels a side at most, imbalances added)."""
+        what = f"l2Book {coin}"
+        answer = self.call(what, BOOK_WEIGHT, self.info.l2_snapshot, coin)
+        try:
+            if answer["coin"] != coin or len(answer["levels"]) != 2:
+                raise ValueError("expected the coin and two sides of levels")
+            bids, asks = ([(float(lv["px"]), float(lv["sz"])) for lv in side]
+                          for side in answer["levels"])
+            time_ns = int(answer["time"]) * 1_000_000
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"Hyperliquid {what} at {self.shown_url}: unexpected answer "
+                            f"({type(exc).__name__}: {exc}) {str(answer)[:100]}; nothing was "
+                            "recorded: re-run later") from None
+        return book_frame(coin, time_ns, bids, asks)
+
+
+def _ctx_frame(answer: Any, time_ms: int, url: str) -> pd.DataFrame:
+    def num(x: Any) -> float:
+        return float("nan") if x is None else float(x)
+
+    try:
+        universe, ctxs = answer[0]["universe"], answer[1]
+        if len(universe) != len(ctxs):
+            raise ValueError(f"{len(universe)} perps but {len(ctxs)} contexts (a partial answer)")
+        rows = []
+        for u, c in zip(universe, ctxs, strict=True):
+            if u.get("isDelisted", False):
+                continue
+            impact = c.get("impactPxs") or (None, None)
+            if len(impact) != 2:
+                raise ValueError(f"{u['name']}: impactPxs {impact!r} is not [bid, ask]")
+            rows.append((u["name"], float(c["openInterest"]), num(c.get("markPx")),
+                         float(c["oraclePx"]), num(c.get("midPx")), num(c.get("premium")),
+                         float(c["funding"]), float(c["dayNtlVlm"]), num(impact[0]),
+                         num(impact[1])))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise DataError(f"Hyperliquid metaAndAssetCtxs at {url}: unexpected answer "
+                        f"({type(exc).__name__}: {exc}); nothing was recorded: re-run later") from None
+    frame = pd.DataFrame(rows, columns=["coin"] + list(CTX_COLUMNS[3:]))
+    stamp = pd.Timestamp(time_ms, unit="ms", tz="UTC").as_unit("ns")
+    frame.insert(1, "ts", pd.DatetimeIndex([stamp.floor("h")] * len(frame)))
+    frame.insert(2, "time", pd.DatetimeIndex([stamp] * len(frame)))
+    return frame
+
+
+@dataclass(frozen=True)
+class BookRecord:
+    coin: str
+    added: bool  # False: this hour's snapshot was already stored
+    time: pd.Timestamp
+    levels: tuple[int, int]  # (bid, ask) levels recorded
+    imbalance_5: float
+    imbalance_20: float
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    time: pd.Timestamp  # of the asset contexts
+    contexts: int  # coins in the answer
+    contexts_added: int  # coins whose snapshot of this hour is new
+    books: tuple[BookRecord, ...]
+
+
+def record_snapshots(store: str | Path, client: HyperliquidClient, book_coins: list[str],
+                     clock_ms: Callable[[], int], coins: list[str] | None = None) -> SnapshotReport:
+    """Fetch the asset contexts (of `coins`, default every listed perp) and the books of
+    `book_coins`, then validate and write them together (harness.store.upsert_snapshots)."""
+    ctx = client.asset_ctxs(clock_ms)
+    if coins is not None:
+        ctx = ctx[ctx["coin"].isin(coins)].reset_index(drop=True)
+    parts = [client.l2_book(c) for c in book_coins]
+    books = pd.concat(parts, ignore_index=True) if parts else empty_books()
+    now = pd.Timestamp(clock_ms(), unit="ms", tz="UTC")
+    ctx_added, book_added = st.upsert_snapshots(store, ctx, books, f"Hyperliquid {client.shown_url}",
+                                                now)
+    snaps = book_snapshots(books)
+    records = tuple(BookRecord(r.coin, book_added.get(r.coin, 0) > 0, r.time,
+                               (int(r.bid_levels), int(r.ask_levels)), float(r.imbalance_5),
+                               float(r.imbalance_20)) for r in snaps.itertuples(index=False))
+    t = ctx["time"].iloc[0] if len(ctx) else now
+    return SnapshotReport(t, len(ctx), sum(1 for v in ctx_added.values() if v), records)
+
+
 @dataclass(frozen=True)
 class CoinSync:
     coin: str
@@ -225,6 +322,7 @@ class SyncReport:
     requests: int
     retries: int
     weight: int  # weight reserved (an upper bound of what Hyperliquid counted)
+    snapshots: SnapshotReport | None = None  # with contexts=True
 
     @property
     def candles_added(self) -> int:
@@ -322,12 +420,14 @@ def _as_list(page: Any, what: str, key: str) -> list[dict]:
 
 def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: bool = True,
          since=None, base_url: str | None = None, testnet: bool = False,
-         progress: Callable[[int, int, str], None] | None = None, *,
+         progress: Callable[[int, int, str], None] | None = None, *, contexts: bool = False,
+         book_coins: list[str] = (),
          now_ms: Callable[[], int] | None = None, sleep: Callable[[float], None] = time.sleep,
          clock: Callable[[], float] = time.monotonic, max_tries: int = 6, backoff: float = 1.0,
          timeout: float = 30.0, weight_per_minute: int = WEIGHT_BUDGET_PER_MINUTE,
          refetch: int = REFETCH_BARS) -> SyncReport:
-    """Fetch closed candles (and funding) for `coins` (["all"]: every listed perp) into `store`.
+    """Fetch closed candles (and funding) for `coins` (["all"]: every listed perp) into `store`;
+    with `contexts`, first one snapshot of the asset contexts and of the books of `book_coins`.
 
     The last `refetch` stored bars (and funding hours) are fetched again and replace what is
     stored, so a bar the server corrected or filled late lands. progress(done, total, coin)
@@ -338,23 +438,26 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
         raise DataError(f"refetch must be >= 0 bars, got {refetch}")
     if interval not in INTERVALS:
         raise DataError(f"unknown interval {interval!r}: use one of {', '.join(INTERVALS)}")
-    if not coins:
-        raise DataError("no coins given; pass e.g. --coins BTC,ETH or --coins all")
+    if not coins and not contexts:
+        raise DataError("no coins given; pass e.g. --coins BTC,ETH or --coins all (or --contexts)")
     since = _since_ms(since)
     clock_now = now_ms or (lambda: int(time.time() * 1000))
     client = HyperliquidClient(base_url, testnet, sleep=sleep, clock=clock, max_tries=max_tries,
                                backoff=backoff, timeout=timeout,
                                weight_per_minute=weight_per_minute)
     listed = client.perps()
-    if [c.lower() for c in coins] == ["all"]:
-        names = listed
-    else:
-        known = set(client.perps(include_delisted=True))
-        unknown = [c for c in coins if c not in known]
+    known = set(client.perps(include_delisted=True))
+
+    def check(wanted: list[str]) -> list[str]:
+        unknown = [c for c in wanted if c not in known]
         if unknown:
             raise DataError(f"unknown coin {unknown[0]!r} on {client.shown_url}; listed perps "
                             f"include {', '.join(listed[:10])} ({len(listed)} in all)")
-        names = list(dict.fromkeys(coins))
+        return list(dict.fromkeys(wanted))
+
+    names = listed if [c.lower() for c in coins] == ["all"] else check(list(coins))
+    snapshots = (record_snapshots(store, client, check(list(book_coins)), clock_now)
+                 if contexts else None)
 
     step = INTERVALS[interval] * 1000
     table = st.candles_table(interval)
@@ -385,4 +488,5 @@ def sync(store: str | Path, coins: list[str], interval: str = "1h", funding: boo
         if progress:
             progress(i + 1, len(names), coin)
     return SyncReport(base_url=client.shown_url, interval=interval, coins=tuple(done),
-                      requests=client.requests, retries=client.retries, weight=client.budget.spent)
+                      requests=client.requests, retries=client.retries, weight=client.budget.spent,
+                      snapshots=snapshots)

@@ -2,6 +2,8 @@
 
 Aligned (n_bars, n_coins) float64 arrays; prices are NaN where a coin is not listed (before
 listing, after delisting, and inside gaps: gaps are never forward-filled into fake bars).
+Open interest and the book imbalance come from recorded snapshots (harness.snapshots): NaN on
+every bar without one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pandas as pd
 from harness.errors import DataError
 
 INTERVALS = {"15m": 900, "1h": 3600, "4h": 14400, "1d": 86400}
-ARRAY_FIELDS = ("open", "high", "low", "close", "volume", "funding", "premium", "open_interest")
+ARRAY_FIELDS = ("open", "high", "low", "close", "volume", "funding", "premium", "open_interest",
+                "book_imbalance")
 
 
 def interval_seconds(interval: str) -> int:
@@ -44,9 +47,14 @@ class Market:
     source: str = "unknown"
     synthetic: bool = False
     _fingerprint: list = field(default_factory=list, repr=False)
+    # imbalance over 20 levels of the book recorded in the bar (harness.snapshots), in [-1, 1];
+    # NaN where unknown (None: no book data at all)
+    book_imbalance: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.index), len(self.coins))
+        if self.book_imbalance is None:
+            object.__setattr__(self, "book_imbalance", np.full(shape, np.nan))
         for name in ARRAY_FIELDS + ("listed",):
             arr = getattr(self, name)
             if arr.shape != shape:
@@ -77,14 +85,18 @@ class Market:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of the contents, recorded on every results row."""
+        """Hash of the contents, recorded on every results row. A market without any book
+        imbalance hashes as before the field existed, so earlier results stay comparable."""
         if not self._fingerprint:
             h = hashlib.sha256()
             h.update(self.interval.encode())
             h.update("|".join(self.coins).encode())
             h.update(self.ts_ns.tobytes())
             for name in ARRAY_FIELDS + ("listed",):
-                h.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+                arr = getattr(self, name)
+                if name == "book_imbalance" and not np.isfinite(arr).any():
+                    continue
+                h.update(np.ascontiguousarray(arr).tobytes())
             self._fingerprint.append(h.hexdigest()[:16])
         return self._fingerprint[0]
 

@@ -23,8 +23,9 @@ def resample(market: Market, interval: str) -> Market:
     """Bars of `interval` (a whole multiple of the market's) from complete buckets only.
 
     open = first, high = max, low = min, close = last, volume = sum, funding = sum of the
-    per-bar rates (so a 4h bar carries the 4 hourly payments), premium and open interest = the
-    last base bar's value. A market too short to hold one complete bucket gives 0 bars.
+    per-bar rates (so a 4h bar carries the 4 hourly payments), premium = the last base bar's
+    value; open interest and book imbalance = the last recorded snapshot's in the bucket (NaN
+    when none was). A market too short to hold one complete bucket gives 0 bars.
     """
     base_s, target_s = market.bar_seconds, interval_seconds(interval)
     if target_s == base_s:
@@ -64,12 +65,21 @@ def resample(market: Market, interval: str) -> Market:
         out[name] = np.where(listed, out[name], np.nan)
     out["funding"] = buckets(market.funding).sum(axis=1)
     out["premium"] = buckets(market.premium)[:, -1].copy()
-    out["open_interest"] = buckets(market.open_interest)[:, -1].copy()
+    for name in ("open_interest", "book_imbalance"):
+        out[name] = _last_known(buckets(getattr(market, name)))
     index = pd.DatetimeIndex(
         (first + np.arange(m, dtype=np.int64) * target_ns).view("datetime64[ns]"), tz="UTC")
     return replace(market, index=index, interval=interval, listed=listed,
                    source=f"{market.source}, {interval} from {market.interval}",
                    _fingerprint=[], **out)
+
+
+def _last_known(b: np.ndarray) -> np.ndarray:
+    """(m, k, n_coins) -> (m, n_coins): the last non-NaN value along axis 1, NaN when none."""
+    known = np.isfinite(b)
+    last = b.shape[1] - 1 - np.argmax(known[:, ::-1], axis=1)
+    out = np.take_along_axis(b, last[:, None], axis=1)[:, 0]
+    return np.where(known.any(axis=1), out, np.nan)
 
 
 def align_to_base(higher_values: np.ndarray, higher_market: Market, base_market: Market,

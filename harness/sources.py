@@ -9,14 +9,16 @@ Sources (`data`):
 - a store root (it has a `hyperliquid/` folder of partitions), or that `hyperliquid/` folder;
 - a single parquet file of candles (coin, ts, open, high, low, close, volume).
 
-Every source is validated (harness.validate) before the Market is built; 4h and 1d are built
-causally from 1h (harness.resample) when no native file exists for them.
+Every source is validated (harness.validate, harness.snapshots) before the Market is built; 4h
+and 1d are built causally from 1h (harness.resample) when no native file exists for them. Open
+interest and book imbalance come from the store's recorded snapshots (`data sync --contexts`);
+other sources have none (NaN).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,13 @@ from harness import synthetic
 from harness.errors import DataError
 from harness.market import INTERVALS, Market
 from harness.resample import resample
+from harness.snapshots import (
+    book_snapshots,
+    empty_asset_ctxs,
+    empty_books,
+    validate_asset_ctxs,
+    validate_books,
+)
 from harness.validate import NS, CoinGaps, validate_candles, validate_funding
 
 RESAMPLE_FROM_1H = ("4h", "1d")
@@ -46,6 +55,9 @@ class Frames:
     source: str
     synthetic: bool
     gaps: tuple[CoinGaps, ...]
+    contexts: pd.DataFrame = field(default_factory=empty_asset_ctxs)  # asset_ctxs_1h rows
+    books: pd.DataFrame = field(default_factory=lambda: book_snapshots(empty_books()))  # one
+    # row per book snapshot
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,7 @@ def load_frames(data: str | Path | None = None, interval: str | None = None,
     loc = _locate(data, interval, store)
     wanted = interval or DEFAULT_INTERVAL
     funding_raw = None
+    snaps = {}
     hint = "candles need columns coin, ts, open, high, low, close, volume"
 
     if loc.kind == "embedded":
@@ -140,6 +153,8 @@ def load_frames(data: str | Path | None = None, interval: str | None = None,
                            f"store {loc.path} ({native})")
         candles_raw = st.read_candles(loc.path, native, coins)
         funding_raw = st.read_funding(loc.path, coins)
+        snaps = {"contexts": _contexts(loc.path, coins), "books": book_snapshots(validate_books(
+            st.read_books(loc.path, coins), str(st.table_dir(loc.path, st.BOOK_TABLE))))}
         source = f"store {loc.path}"
         candles_name = str(st.table_dir(loc.path, st.candles_table(native)))
         funding_name = str(st.table_dir(loc.path, st.FUNDING_TABLE))
@@ -175,11 +190,41 @@ def load_frames(data: str | Path | None = None, interval: str | None = None,
                if funding_raw is not None and len(funding_raw) else
                st.FUNDING_SCHEMA.empty_table().to_pandas())
     return Frames(candles=check.frame, funding=funding, interval=check.interval, target=wanted,
-                  source=source, synthetic=loc.kind == "embedded", gaps=check.gaps)
+                  source=source, synthetic=loc.kind == "embedded", gaps=check.gaps, **snaps)
+
+
+def _contexts(store: Path, coins: list[str] | None) -> pd.DataFrame:
+    return validate_asset_ctxs(st.read_asset_ctxs(store, coins),
+                               str(st.table_dir(store, st.CTX_TABLE)))
+
+
+def load_contexts(data: str | Path | None = None, interval: str | None = None,
+                  coins: list[str] | None = None, store: str | Path = "data") -> pd.DataFrame:
+    """The validated asset contexts of the source `load_market` would read (a store records
+    them; other sources have none: an empty frame)."""
+    loc = _locate(data, interval, store)
+    return _contexts(loc.path, coins) if loc.kind == "store" else empty_asset_ctxs()
+
+
+def _snapshot_grid(frame: pd.DataFrame, column: str, names: pd.Index, t0: int, step: int,
+                   n: int) -> np.ndarray:
+    """(n, k) values of a snapshot column, each on the bar with open < time <= close (the
+    last snapshot in the bar when there are several); NaN elsewhere."""
+    k = len(names)
+    out = np.full(n * k, np.nan)
+    if len(frame):
+        col = names.get_indexer(frame["coin"])
+        row = (frame["time"].array.as_unit("ns").asi8 - t0 - 1) // step  # open < time <= close
+        ok = (col >= 0) & (row >= 0) & (row < n)
+        flat = row[ok] * k + col[ok]
+        last = np.r_[flat[1:] != flat[:-1], True][:flat.size]  # rows sorted by coin, time
+        out[flat[last]] = frame[column].to_numpy(np.float64)[ok][last]
+    return out.reshape(n, k)
 
 
 def build_market(candles: pd.DataFrame, funding: pd.DataFrame, interval: str, source: str,
-                 synthetic: bool = False) -> Market:
+                 synthetic: bool = False, contexts: pd.DataFrame | None = None,
+                 books: pd.DataFrame | None = None) -> Market:
     """Align validated frames on the union UTC index at the interval step.
 
     Prices are NaN and `listed` False where a coin has no bar. A funding record stamped H pays
@@ -187,8 +232,11 @@ def build_market(candles: pd.DataFrame, funding: pd.DataFrame, interval: str, so
     the record stamped at their close, 4h and 1d bars the sum of the hourly records in
     (open, close], and only the 15m bar closing on the hour carries one; 0 where unknown (the
     kernel charges funding[t] at the close of t; a strategy deciding at that close knows it).
-    Premium is the last record's in the bar, NaN where unknown. Open interest is NaN: no history
-    of it exists.
+    Premium is the last record's in the bar, NaN where unknown. Open interest (`contexts`,
+    validated asset_ctxs_1h rows) and book imbalance over 20 levels (`books`, one row per
+    snapshot: harness.snapshots.book_snapshots) follow the same rule on each snapshot's time:
+    a snapshot taken at H belongs to the bar with open < H <= close, so the first decision that
+    can see it is that bar's close; NaN on bars without one (no history before recording).
     """
     step = INTERVALS[interval] * NS
     codes, names = pd.factorize(candles["coin"], sort=True)
@@ -220,10 +268,15 @@ def build_market(candles: pd.DataFrame, funding: pd.DataFrame, interval: str, so
         prem[fflat[last]] = funding["premium"].to_numpy(np.float64)[ok][last]
     index = pd.DatetimeIndex((t0 + np.arange(n, dtype=np.int64) * step).view("datetime64[ns]"),
                              tz="UTC")
+    names = pd.Index(names)
+    oi = _snapshot_grid(contexts if contexts is not None else empty_asset_ctxs(),
+                        "open_interest", names, t0, step, n)
+    obi = (_snapshot_grid(books, "imbalance_20", names, t0, step, n) if books is not None
+           else np.full((n, k), np.nan))
     return Market(index=index, coins=coins, interval=interval, **arrays,
                   funding=fund.reshape(n, k), premium=prem.reshape(n, k),
-                  open_interest=np.full((n, k), np.nan), listed=listed.reshape(n, k),
-                  source=source, synthetic=synthetic)
+                  open_interest=oi, listed=listed.reshape(n, k),
+                  source=source, synthetic=synthetic, book_imbalance=obi)
 
 
 def _ts(value, name: str) -> pd.Timestamp | None:
@@ -273,7 +326,7 @@ def load_market(data: str | Path | None = None, interval: str | None = None,
     """
     frames = load_frames(data, interval, coins, store)
     market = build_market(frames.candles, frames.funding, frames.interval, frames.source,
-                          frames.synthetic)
+                          frames.synthetic, frames.contexts, frames.books)
     if frames.target != frames.interval:
         market = resample(market, frames.target)
     market = _window(market, start, end, coins)

@@ -1,4 +1,7 @@
-"""The local parquet store: `<store>/hyperliquid/{candles_<interval>,funding_1h}/coin=<COIN>/data.parquet`.
+"""The local parquet store: `<store>/hyperliquid/<table>/coin=<COIN>/data.parquet`.
+
+Tables: `candles_<interval>`, `funding_1h`, and the recorded snapshots `asset_ctxs_1h` and
+`books` (harness.snapshots: one per coin and hour, keyed by (coin, ts) like the others).
 
 Upserts are idempotent by (coin, ts) and existing rows win on conflict: the sync never stores a
 still-open candle, so a stored candle is closed and final, and a stored funding record is a
@@ -22,6 +25,13 @@ import pyarrow.parquet as pq
 from harness.atomic import atomic_write_parquet
 from harness.errors import DataError
 from harness.market import INTERVALS
+from harness.snapshots import (
+    BOOK_COLUMNS,
+    CTX_COLUMNS,
+    IMBALANCE_DEPTHS,
+    validate_asset_ctxs,
+    validate_books,
+)
 from harness.validate import (
     CANDLE_COLUMNS,
     FUNDING_COLUMNS,
@@ -30,6 +40,8 @@ from harness.validate import (
 )
 
 FUNDING_TABLE = "funding_1h"
+CTX_TABLE = "asset_ctxs_1h"
+BOOK_TABLE = "books"
 PARTITION_FILE = "data.parquet"
 WRITE_THREADS = 8
 
@@ -41,6 +53,18 @@ FUNDING_SCHEMA = pa.schema(
     [("coin", pa.string()), ("ts", pa.timestamp("ns", tz="UTC"))]
     + [(c, pa.float64()) for c in FUNDING_COLUMNS[2:]]
 )
+_KEY = [("coin", pa.string()), ("ts", pa.timestamp("ns", tz="UTC")),
+        ("time", pa.timestamp("ns", tz="UTC"))]
+CTX_SCHEMA = pa.schema(_KEY + [(c, pa.float64()) for c in CTX_COLUMNS[3:]])
+BOOK_SCHEMA = pa.schema(_KEY + [("level", pa.int64()), ("side", pa.string()),
+                                ("price", pa.float64()), ("size", pa.float64())]
+                        + [(f"imbalance_{d}", pa.float64()) for d in IMBALANCE_DEPTHS])
+assert tuple(BOOK_SCHEMA.names) == BOOK_COLUMNS and tuple(CTX_SCHEMA.names) == CTX_COLUMNS
+
+
+def schema_of(table: str) -> pa.Schema:
+    return {FUNDING_TABLE: FUNDING_SCHEMA, CTX_TABLE: CTX_SCHEMA,
+            BOOK_TABLE: BOOK_SCHEMA}.get(table, CANDLE_SCHEMA)
 
 
 def candles_table(interval: str) -> str:
@@ -94,7 +118,7 @@ def _read_table(store: str | Path, table: str, coins: list[str] | None) -> pd.Da
     names = stored_coins(store, table) if coins is None else coins
     parts = [read_arrow(partition_path(store, table, c)) for c in names
              if partition_path(store, table, c).is_file()]
-    schema = FUNDING_SCHEMA if table == FUNDING_TABLE else CANDLE_SCHEMA
+    schema = schema_of(table)
     if not parts:
         return schema.empty_table().to_pandas()
     try:
@@ -111,6 +135,14 @@ def read_candles(store: str | Path, interval: str, coins: list[str] | None = Non
 
 def read_funding(store: str | Path, coins: list[str] | None = None) -> pd.DataFrame:
     return _read_table(store, FUNDING_TABLE, coins)
+
+
+def read_asset_ctxs(store: str | Path, coins: list[str] | None = None) -> pd.DataFrame:
+    return _read_table(store, CTX_TABLE, coins)
+
+
+def read_books(store: str | Path, coins: list[str] | None = None) -> pd.DataFrame:
+    return _read_table(store, BOOK_TABLE, coins)
 
 
 def last_ts(store: str | Path, table: str, coin: str) -> pd.Timestamp | None:
@@ -201,6 +233,18 @@ def upsert_funding(store: str | Path, df: pd.DataFrame, source: str = "funding t
         return {}
     frame = validate_funding(df, source).frame
     return _write(_plan(store, FUNDING_TABLE, frame, FUNDING_SCHEMA, replace))
+
+
+def upsert_snapshots(store: str | Path, contexts: pd.DataFrame, books: pd.DataFrame,
+                     source: str = "snapshots to store", now: pd.Timestamp | None = None
+                     ) -> tuple[dict[str, int], dict[str, int]]:
+    """Validate both frames and merge both tables in memory before writing either, so a bad
+    snapshot leaves the store unchanged; returns rows added per coin (contexts, books).
+    A snapshot already stored for its coin and hour is kept (the first recorded wins)."""
+    ctx = validate_asset_ctxs(contexts, f"{source} (asset contexts)", now)
+    book = validate_books(books, f"{source} (books)", now)
+    plans = (_plan(store, CTX_TABLE, ctx, CTX_SCHEMA), _plan(store, BOOK_TABLE, book, BOOK_SCHEMA))
+    return _write(plans[0]), _write(plans[1])
 
 
 @dataclass(frozen=True)

@@ -111,22 +111,22 @@ def _coins(df: pd.DataFrame, source: str) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(names, dtype=object)
 
 
-def _ts_ns(df: pd.DataFrame, source: str) -> np.ndarray:
-    col = df["ts"]
+def _ts_ns(df: pd.DataFrame, source: str, name: str = "ts") -> np.ndarray:
+    col = df[name]
     if not isinstance(col.dtype, pd.DatetimeTZDtype):
         if pd.api.types.is_datetime64_dtype(col.dtype):
             raise DataError(
-                f"{source}: column ts is timezone-naive ({col.dtype}); timestamps must be UTC: "
+                f"{source}: column {name} is timezone-naive ({col.dtype}); timestamps must be UTC: "
                 "use .dt.tz_localize('UTC') if they already are UTC"
             )
         raise DataError(
-            f"{source}: column ts has type {col.dtype}; expected a UTC timestamp (bar open "
-            "time): convert epoch milliseconds with pd.to_datetime(ts, unit='ms', utc=True)"
+            f"{source}: column {name} has type {col.dtype}; expected a UTC timestamp: convert "
+            f"epoch milliseconds with pd.to_datetime({name}, unit='ms', utc=True)"
         )
     arr = col.array.tz_convert("UTC").as_unit("ns")
     if arr.isna().any():
         row = int(np.flatnonzero(arr.isna())[0])
-        raise DataError(f"{source}: row {row}: ts is missing; drop the row or fill in its time")
+        raise DataError(f"{source}: row {row}: {name} is missing; drop the row or fill in its time")
     return arr.asi8.astype(np.int64)
 
 

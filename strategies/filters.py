@@ -1,10 +1,11 @@
 """Filters shared by every strategy (DESIGN section 4): 200-MA gate, trend efficiency, funding,
-minimum open interest, a liquidation-safe stop width, and a minimum reward-to-risk.
+minimum open interest, order-book imbalance, a liquidation-safe stop width, and a minimum
+reward-to-risk.
 
 Each returns an `allowed` bool mask of shape (n_bars, n_coins) (and, where it grades rather than
 gates, a score multiplier). `direction` is a (n_bars, n_coins) array of -1/0/+1 or a scalar +1/-1;
 bars with direction 0 are always allowed. A filter rejects only on evidence: where its input is
-unknown (indicator warm-up, missing open interest) it passes, with multiplier 1.
+unknown (indicator warm-up, no recorded open interest or book) it passes, with multiplier 1.
 
 Inside `recording()` every filter also appends its verdict (a `Verdict`), so a caller can show
 which filter passed or blocked what from the very masks `generate` combined (`sweep signals`).
@@ -45,7 +46,7 @@ EFFICIENCY_REJECT, EFFICIENCY_BOOST = 0.30, 0.70  # below: chop, rejected; above
 
 
 GATES = {"ma200": "200-MA", "efficiency": "efficiency", "oi": "OI", "funding": "funding",
-         "stop_width": "stop width"}  # verdict name -> label
+         "obi": "book imbalance", "stop_width": "stop width"}  # verdict name -> label
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,14 +135,57 @@ def funding_filter(funding: np.ndarray, direction, headwind_cap: float = HEADWIN
 def min_open_interest(market: Market, usd: float = 10e6) -> np.ndarray:
     """Open interest (in coins, as Hyperliquid reports it) times close must reach `usd`.
 
-    Passes wherever open interest is unknown (NaN): the shared data has no open-interest
-    history, so this gate only bites on data that records it.
+    Market.open_interest is the recorded asset context of the bar (`data sync --contexts`, one
+    snapshot an hour from when recording began): the gate blocks only there. Every bar without
+    a snapshot (all of the history before recording, and the shared data) has NaN and passes;
+    its verdict marks those bars unknown, so `sweep signals` shows them as n/a.
     """
     with np.errstate(invalid="ignore"):
         usd_oi = market.open_interest * market.close
         allowed = ~(usd_oi < usd)
     _record("oi", allowed, known=lambda: np.isfinite(usd_oi))
     return allowed
+
+
+def book_imbalance_gate(market: Market, direction: np.ndarray, obi_min: float) -> np.ndarray:
+    """A long needs Market.book_imbalance >= obi_min (bids outweigh asks), a short <= -obi_min.
+
+    The imbalance is the recorded book of the bar (harness.snapshots: 20 levels a side); a bar
+    without one (NaN) passes, and its verdict marks it unknown, so a caller can count the
+    signals gated against those passed for lack of data (`gate_tally`).
+    """
+    obi = market.book_imbalance
+    side = _side(direction, obi.shape)
+    with np.errstate(invalid="ignore"):
+        bad = ((side > 0) & (obi < obi_min)) | ((side < 0) & (obi > -obi_min))
+    allowed = ~bad
+    _record("obi", allowed, side, known=lambda: np.isfinite(obi))
+    return allowed
+
+
+@dataclass(frozen=True)
+class GateTally:
+    """What one gate did to the signals it judged (side != 0), over every bar it saw."""
+
+    gate: str
+    judged: int
+    blocked: int  # on its data
+    passed: int  # on its data
+    unknown: int  # passed for lack of data (its input was NaN there)
+
+
+def gate_tally(verdicts: list[Verdict], gate: str) -> GateTally | None:
+    """Sum the side-aware verdicts of `gate` (None when it was not called, or is not one)."""
+    mine = [v for v in verdicts if v.gate == gate and v.side is not None and v.known is not None]
+    if not mine:
+        return None
+    judged = blocked = unknown = 0
+    for v in mine:
+        on = np.sign(v.side) != 0
+        judged += int(on.sum())
+        blocked += int((on & ~v.allowed).sum())
+        unknown += int((on & v.allowed & ~v.known).sum())
+    return GateTally(gate, judged, blocked, judged - blocked - unknown, unknown)
 
 
 def stop_within(stop: np.ndarray, close: np.ndarray, max_frac: float = MAX_STOP_FRAC) -> np.ndarray:

@@ -5,11 +5,13 @@ indicators.rolling_z). Short while z > z_entry, long while z < -z_entry (1.25 si
 such bars is one setup. Exit at the next open once |z| < z_exit (0.5 sigma: back near the mean).
 Stop = stop_pct x close (1%); time stop after `max_hold` bars. Score = |z| / z_entry.
 
-Order-book-imbalance gate (`obi_gate`): with book data, a long needs imbalance >= obi_min (bids
-outweigh asks) and a short <= -obi_min. The imbalance is (bid depth - ask depth) / (bid + ask) in
-[-1, 1], read from a `book_imbalance` (n_bars, n_coins) array on the Market when it has one.
-Today's Market carries no book data: the gate then PASSES every signal and warns once
-(BookDataMissing), so turning it on never silently changes results without saying so.
+Order-book-imbalance gate (`obi_gate`, strategies.filters.book_imbalance_gate): a long needs
+imbalance >= obi_min (bids outweigh asks) and a short <= -obi_min. The imbalance is (bid size -
+ask size) / (bid + ask) over 20 levels in [-1, 1], Market.book_imbalance: the book recorded in
+the bar (`data sync --contexts`, or the paper executor). A bar without a recorded book passes;
+the gate's verdicts count the signals gated against those passed for lack of data (`sweep
+signals` prints the tally), and a Market with no book at all warns once (BookDataMissing), so
+turning the gate on never changes results silently.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ from harness.strategy import Mode
 from strategies import indicators as ind
 from strategies.base import param, register
 from strategies.common import FAMILY_REVERSION, finish, pick
-
-BOOK_FIELD = "book_imbalance"  # the Market attribute the gate reads when book data exists
+from strategies.filters import book_imbalance_gate
 
 
 class BookDataMissing(UserWarning):
@@ -39,7 +40,7 @@ class Params:
     z_exit: float = param(0.5, 0.0, 1.0, help="exit at the next open once |z| is inside this")
     stop_pct: float = param(0.01, 0.003, 0.05, kind="logfloat", help="stop distance as a fraction of price (1R)")
     max_hold: int = param(24, 2, 168, help="time stop: close after this many bars")
-    obi_gate: bool = param(False, help="require order-book imbalance on the trade's side (passes without book data)")
+    obi_gate: bool = param(False, help="require order-book imbalance on the trade's side (bars without a recorded book pass)")
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,12 @@ SHADOW = Thresholds(z_entry=1.0, obi_min=0.0)
 
 
 def book_gate(market: Market, direction: np.ndarray, obi_min: float) -> np.ndarray:
-    """Allowed mask of the order-book-imbalance gate; all True (and one warning) without book data."""
-    obi = getattr(market, BOOK_FIELD, None)
-    if obi is None:
-        warnings.warn(f"zscore_reversion: obi_gate is on but the Market has no {BOOK_FIELD!r} "
-                      "book data; the gate passes every signal", BookDataMissing, stacklevel=3)
-        return np.ones(direction.shape, dtype=bool)
-    obi = np.asarray(obi, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        bad = ((direction > 0) & (obi < obi_min)) | ((direction < 0) & (obi > -obi_min))
-    return ~bad  # unknown imbalance (NaN) passes
+    """Allowed mask of the order-book-imbalance gate; one warning when no book is recorded."""
+    if not np.isfinite(market.book_imbalance).any():
+        warnings.warn("zscore_reversion: obi_gate is on but the Market has no recorded book "
+                      "imbalance (python -m sweep data sync --contexts records books); the gate "
+                      "passes every signal", BookDataMissing, stacklevel=3)
+    return book_imbalance_gate(market, direction, obi_min)
 
 
 @register("zscore_reversion", Params, description="fade price beyond +-1.25 sigma of its rolling "

@@ -7,8 +7,10 @@ causality its row equals `generate`'s on the whole market. While `generate` runs
 filters record their verdicts (strategies.filters.recording): the pass / block flags are the
 masks `generate` itself combined. A gate evaluated on coarser bars (trend_alpha's 4h) is read
 at its own last bar, which is the one in force at the decision bar. A blocked row is a coin a
-side-aware gate (200-MA, funding) judged and the signal did not keep. Strategies with a panel
-(strategies.base.Panel) add their own view.
+side-aware gate (200-MA, funding, book imbalance) judged and the signal did not keep. Each
+side-aware gate also gets a tally over every bar up to the decision (strategies.filters.
+gate_tally): signals it judged, blocked, passed on its data, and passed for lack of data (no
+recorded book, say). Strategies with a panel (strategies.base.Panel) add their own view.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from harness.market import Market
 from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.strategy import Mode
 from strategies.base import Panel, RegisteredStrategy
-from strategies.filters import GATES, Verdict, recording
+from strategies.filters import GATES, GateTally, Verdict, gate_tally, recording
 
 SCHEMA_VERSION = 1
 
@@ -67,6 +69,7 @@ class StrategySignals:
     rows: tuple[SignalRow, ...]  # signals by score, then blocked candidates
     exits: tuple[str, ...]  # coins flagged `exit`: a position open there closes at the next open
     panels: tuple[Panel, ...]
+    tallies: tuple[GateTally, ...] = ()  # side-aware gates over bars 0..bar, in call order
 
 
 def decision_bar(market: Market, at: pd.Timestamp | None) -> int:
@@ -111,9 +114,10 @@ def signals_at(strategy: RegisteredStrategy, market: Market, params: Any, mode: 
     rows = _rows(sig, cut, verdicts, gates)
     exits = tuple(cut.coins[c] for c in np.flatnonzero(sig.exit[t]))
     bar = pd.Timedelta(seconds=market.bar_seconds)
+    tallies = tuple(x for x in (gate_tally(verdicts, g) for g in gates) if x is not None)
     return StrategySignals(strategy.name, market.interval, mode, dataclasses.asdict(params),
                            params_source, market.label, market.n_coins, t, market.index[t],
-                           market.index[t] + bar, gates, rows, exits, panels)
+                           market.index[t] + bar, gates, rows, exits, panels, tallies)
 
 
 def _rows(sig: Signals, market: Market, verdicts: list[Verdict], gates: tuple[str, ...]
@@ -212,5 +216,6 @@ def to_document(reports: list[StrategySignals], data_label: str, synthetic: bool
                          for k, v in dataclasses.asdict(row).items()} for row in r.rows],
             "exits": list(r.exits),
             "panels": [panel_document(p) for p in r.panels],
+            "gate_tallies": [dataclasses.asdict(x) for x in r.tallies],
         } for r in reports],
     }

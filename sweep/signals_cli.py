@@ -173,6 +173,10 @@ def print_report(r: StrategySignals, max_rows: int) -> None:
     else:
         called = f" (filters called: {', '.join(GATES[g] for g in r.gates)})" if r.gates else ""
         out.print(f"no signal at this bar{called}")
+    if r.tallies:
+        out.print("  gates over every bar up to the decision: " + "; ".join(
+            f"{GATES[x.gate]} judged {x.judged:,} signals: {x.blocked:,} blocked, {x.passed:,} "
+            f"passed on data, {x.unknown:,} passed for lack of data" for x in r.tallies))
     if r.exits:
         shown = ", ".join(r.exits[:12]) + (f" and {len(r.exits) - 12} more" if len(r.exits) > 12 else "")
         out.print(f"exit flag (closes an open position at the next open): {shown}")

@@ -5,13 +5,17 @@ without editing this file), in live and shadow mode, signals computed on the ful
 equal, at every bar <= t, the signals computed
   (a) on the market cut after bar t, and
   (b) on the market whose bars after t are replaced by random prices (valid OHLC), random
-      volume, funding, premium and open interest,
+      volume, funding, premium, open interest and book imbalance,
 for every Signals array (direction, stop, target, exit, score, session, regime, vol_bucket,
 setup, hold, trail), compared exactly (NaN equal to NaN).
 
 Cut bars: half of them on bars where the full run signals (the bar most likely to peek at t+1),
 the rest uniform; seeded. A strategy with a `fit` is fitted once on a train window that ends
 before the earliest cut, and that fitted state is used in all three runs.
+
+Markets carry recorded-like snapshots (open interest straddling the $10M gate, book imbalance,
+each missing on some bars) so the gates that read them decide something; strategies whose
+defaults leave such an input off run once more with it on (VARIANTS).
 
 Markets: the embedded default (harness.sources "embedded"; a seeded synthetic market when that is
 unavailable) with 20 cuts, and a subset of ../shared/data (12 coins incl. BTC, the last 2,000
@@ -41,12 +45,28 @@ N_CUTS_REAL = 8
 TRAIN_FRAC = 0.3  # fitted strategies: train on the first 30% of bars, cut only after it
 
 STRATEGIES = sorted(registry().items())
+# parameters that switch on an input the defaults leave off
+VARIANTS = {"zscore_reversion": {"obi_gate": True}}
 
 
 # ---------------------------------------------------------------- markets
 
 
 _CACHE: dict[str, Market | None] = {}
+
+
+def with_snapshots(market: Market | None, seed: int = 11) -> Market | None:
+    """The market with recorded-like open interest (USD value around the $10M gate, in coins)
+    and book imbalance, each unknown (NaN) on a random fifth of the bars."""
+    if market is None:
+        return None
+    rng = np.random.default_rng(seed)
+    shape = market.close.shape
+    usd = np.exp(rng.normal(np.log(10e6), 1.0, shape))
+    with np.errstate(invalid="ignore"):
+        oi = np.where(rng.random(shape) < 0.2, np.nan, usd / market.close)
+    obi = np.where(rng.random(shape) < 0.2, np.nan, rng.uniform(-1, 1, shape))
+    return dataclasses.replace(market, open_interest=oi, book_imbalance=obi, _fingerprint=[])
 
 
 def market_for(strategy: RegisteredStrategy, source: str) -> Market | None:
@@ -64,12 +84,13 @@ def market_for(strategy: RegisteredStrategy, source: str) -> Market | None:
             m = real_market()
             _CACHE[key] = None if m is None else (
                 m if strategy.interval == m.interval else resample(m, strategy.interval))
+        _CACHE[key] = with_snapshots(_CACHE[key])
     return _CACHE[key]
 
 
 def perturb_after(market: Market, t: int, rng: np.random.Generator) -> Market:
     """Same market up to bar t; after it random valid OHLC (a random walk from the last
-    close), volume, funding, premium and open interest, on the same listed bars."""
+    close), volume, funding, premium, open interest and book imbalance, on the same listed bars."""
     n, k = market.n_bars - t - 1, market.n_coins
     if n <= 0:
         return market
@@ -88,7 +109,8 @@ def perturb_after(market: Market, t: int, rng: np.random.Generator) -> Market:
         new[name] = arr
     for name, tail in (("funding", np.where(listed, rng.normal(0, 2e-4, (n, k)), 0.0)),
                        ("premium", rng.normal(0, 1e-3, (n, k))),
-                       ("open_interest", rng.lognormal(15, 2, (n, k)))):
+                       ("open_interest", rng.lognormal(15, 2, (n, k))),
+                       ("book_imbalance", rng.uniform(-1, 1, (n, k)))):
         arr = getattr(market, name).copy()
         arr[t + 1:] = tail
         new[name] = arr
@@ -120,10 +142,11 @@ def assert_same_prefix(full: Signals, other: Signals, t: int, what: str) -> None
                 f"(full: {a[bar, coin]!r}, other: {b[bar, coin]!r}): the strategy looks ahead")
 
 
-def run_gate(strategy: RegisteredStrategy, market: Market, n_cuts: int, seed: int) -> int:
+def run_gate(strategy: RegisteredStrategy, market: Market, n_cuts: int, seed: int,
+             params=None) -> int:
     """Check every cut; returns the number of signals checked at or before the cuts."""
     rng = np.random.default_rng(seed)
-    params = strategy.default_params()
+    params = strategy.default_params() if params is None else params
     lo = max(int(market.n_bars * TRAIN_FRAC), 1)
     fitted = strategy.fit(market.slice(0, lo), params)
     full = {mode: strategy.generate(market, params, mode, fitted) for mode in MODES}
@@ -154,6 +177,18 @@ def test_causal_on_real_data(name, strategy):
     run_gate(strategy, market, N_CUTS_REAL, seed=1 + sum(map(ord, name)))
 
 
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_causal_with_inputs_switched_on(name):
+    strategy = registry()[name]
+    params = dataclasses.replace(strategy.default_params(), **VARIANTS[name])
+    market = market_for(strategy, "default")
+    checked = run_gate(strategy, market, N_CUTS_DEFAULT, seed=2 + sum(map(ord, name)), params=params)
+    assert checked > 0
+    real = market_for(strategy, "real")
+    if real is not None:
+        run_gate(strategy, real, N_CUTS_REAL, seed=3 + sum(map(ord, name)), params=params)
+
+
 # ---------------------------------------------------------------- the gate itself must bite
 
 
@@ -171,5 +206,23 @@ def test_gate_catches_a_peeking_strategy():
     from strategies.momentum import Params
 
     cheat = RegisteredStrategy("peeking", Params, _peeking)
+    with pytest.raises(AssertionError, match="looks ahead"):
+        run_gate(cheat, market_for(registry()["momentum"], "default"), 4, seed=3)
+
+
+def _peeking_book(market: Market, params, mode, fitted) -> Signals:
+    """Broken the subtle way: reads the NEXT bar's recorded book."""
+    from strategies.common import FAMILY_TREND, finish
+
+    nxt = np.vstack([market.book_imbalance[1:], np.full((1, market.n_coins), np.nan)])
+    with np.errstate(invalid="ignore"):
+        d = (nxt > 0.5).astype(np.int8)
+    return finish(market, "peeking_book", mode, d, 0.01 * market.close, 2.0, 1.0, FAMILY_TREND)
+
+
+def test_gate_catches_a_strategy_peeking_at_the_next_book():
+    from strategies.momentum import Params
+
+    cheat = RegisteredStrategy("peeking_book", Params, _peeking_book)
     with pytest.raises(AssertionError, match="looks ahead"):
         run_gate(cheat, market_for(registry()["momentum"], "default"), 4, seed=3)

@@ -11,6 +11,7 @@ import pytest
 from _market_from_arrays import market_from_arrays
 
 from harness.market import Market
+from strategies import filters
 from strategies import zscore_reversion as zr
 from strategies.base import get_strategy
 
@@ -60,7 +61,7 @@ def test_shadow_is_a_wider_net(market):
 def test_obi_gate_without_book_data_passes_and_warns(market):
     s = get_strategy("zscore_reversion")
     off = s.generate(market, zr.Params())
-    with pytest.warns(zr.BookDataMissing, match="no 'book_imbalance' book data"):
+    with pytest.warns(zr.BookDataMissing, match="no recorded book imbalance"):
         on = s.generate(market, dataclasses.replace(zr.Params(), obi_gate=True))
     np.testing.assert_array_equal(on.direction, off.direction)
     with warnings.catch_warnings():
@@ -68,21 +69,26 @@ def test_obi_gate_without_book_data_passes_and_warns(market):
         s.generate(market, zr.Params())
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class BookMarket(Market):
-    book_imbalance: np.ndarray | None = None
-
-
-def test_obi_gate_with_book_data(market):
+def test_obi_gate_blocks_exactly_where_the_recorded_book_disagrees(market):
+    """Books recorded on part of the bars: a signal is dropped exactly where its bar has a book
+    leaning against it, kept everywhere else; the tally counts both kinds (hand-computed)."""
     rng = np.random.default_rng(3)
     obi = rng.uniform(-1, 1, market.close.shape)
-    obi[::7] = np.nan  # unknown imbalance passes
-    bm = BookMarket(**{f.name: getattr(market, f.name) for f in dataclasses.fields(Market)},
-                    book_imbalance=obi)
+    obi[: market.n_bars // 2] = np.nan  # recording began half-way through
+    obi[::7] = np.nan
+    bm = dataclasses.replace(market, book_imbalance=obi, _fingerprint=[])
     s = get_strategy("zscore_reversion")
     base = s.generate(bm, zr.Params()).direction
-    gated = s.generate(bm, dataclasses.replace(zr.Params(), obi_gate=True)).direction
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # some book recorded: no warning, the tally says it
+        with filters.recording() as verdicts:
+            gated = s.generate(bm, dataclasses.replace(zr.Params(), obi_gate=True)).direction
     with np.errstate(invalid="ignore"):
         blocked = ((base > 0) & (obi < zr.LIVE.obi_min)) | ((base < 0) & (obi > -zr.LIVE.obi_min))
     assert blocked.sum() > 20
     np.testing.assert_array_equal(gated, np.where(blocked, 0, base))
+    tally = filters.gate_tally(verdicts, "obi")
+    signals = base != 0
+    assert tally.judged == signals.sum() and tally.blocked == blocked.sum()
+    assert tally.unknown == (signals & np.isnan(obi)).sum() > 50
+    assert tally.passed == (signals & ~blocked & np.isfinite(obi)).sum()

@@ -7,8 +7,12 @@
     # or, in a test module:  from fakes.hl_server import hl_server  (the pytest fixture)
 
 What it answers, in Hyperliquid's format (HYPERLIQUID.md):
-- `meta` / `metaAndAssetCtxs` (universe with name, szDecimals, maxLeverage, isDelisted),
-  `spotMeta` (minimal valid: USDC and one pair), `allMids`;
+- `meta` / `metaAndAssetCtxs` (universe with name, szDecimals, maxLeverage, isDelisted; the
+  contexts as strings: funding, openInterest (`open_interest`), markPx, oraclePx, midPx,
+  premium, dayNtlVlm, impactPxs [bid, ask] (`impact_half`), prevDayPx), `spotMeta` (minimal
+  valid: USDC and one pair), `allMids`;
+- `l2Book`: {"coin", "time": now_ms, "levels": [bids best first, asks best first]}, 20 levels
+  a side of {"px", "sz", "n"} (`book`), or the levels set in `books[coin]` (hand-made books);
 - `candleSnapshot`: {"t", "T", "s", "i", "o", "c", "h", "l", "v", "n"} with prices as strings;
   only the latest `candle_window` candles per interval exist (5,000 like the real API) and the
   last one is still open (its close is the price at `now_ms`); a response holds at most
@@ -71,6 +75,7 @@ class FakeHyperliquid:
         self.candle_window, self.candle_cap, self.funding_cap = candle_window, candle_cap, funding_cap
         self.repeat_rows = False  # every candle row sent twice in its page (a misbehaving server)
         self.faults: list[Fault] = []
+        self.books: dict[str, tuple[list, list]] = {}  # coin -> (bids, asks) of (px, sz), served as is
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -170,12 +175,41 @@ class FakeHyperliquid:
                       "isDelisted": True} for c in self.delisted]
         return {"universe": universe, "marginTables": []}
 
+    def open_interest(self, coin: str, t_ms: int) -> float:
+        """Open interest in coins: about $2M to $40M of notional, moving with the hour."""
+        h = t_ms // HOUR_MS
+        usd = 2e6 * 20 ** (0.5 + 0.5 * math.sin(h / 3.0 + self._seed(coin) % 7))
+        return float(_fmt(usd / self.price(coin, t_ms)))
+
+    def impact_half(self, coin: str) -> float:
+        """Half the impact spread as a fraction of the mid: 0.5 to 8 bps by coin."""
+        return (0.5 + self._seed(coin) % 16 / 2) * 1e-4
+
     def _ctx(self, coin: str) -> dict:
-        px = _fmt(self.price(coin, self.now_ms))
+        p = self.price(coin, self.now_ms)
+        px, half = _fmt(p), self.impact_half(coin)
         rate = self.funding_record(coin, self.now_ms - self.now_ms % HOUR_MS)["fundingRate"]
-        return {"funding": rate, "openInterest": "1000.0", "markPx": px, "oraclePx": px,
-                "midPx": px, "premium": "0.0001", "dayNtlVlm": "1000000.0",
-                "impactPxs": [px, px], "prevDayPx": _fmt(self.price(coin, self.now_ms - 24 * HOUR_MS))}
+        return {"funding": rate, "openInterest": _fmt(self.open_interest(coin, self.now_ms)),
+                "markPx": px, "oraclePx": px, "midPx": px, "premium": "0.0001",
+                "dayNtlVlm": "1000000.0", "impactPxs": [_fmt(p * (1 - half)), _fmt(p * (1 + half))],
+                "prevDayPx": _fmt(self.price(coin, self.now_ms - 24 * HOUR_MS))}
+
+    def book(self, coin: str) -> tuple[list, list]:
+        """20 levels a side around the price now, one tick (1e-4 of it) apart, sizes 1 to 4."""
+        p, h, s = self.price(coin, self.now_ms), self.now_ms // HOUR_MS, self._seed(coin)
+        tick = p * 1e-4
+        size = [1.0 + ((s + 7 * i + h) % 13) / 4 for i in range(40)]
+        bids = [(p - tick * (i + 0.5), size[i]) for i in range(20)]
+        asks = [(p + tick * (i + 0.5), size[20 + i]) for i in range(20)]
+        return bids, asks
+
+    def _l2(self, coin: str) -> dict | None:
+        if coin not in self.coins:
+            return None
+        bids, asks = self.books.get(coin) or self.book(coin)
+        side = [[{"px": _fmt(px), "sz": _fmt(sz), "n": 1 + i % 3} for i, (px, sz) in enumerate(lv)]
+                for lv in (bids, asks)]
+        return {"coin": coin, "time": self.now_ms, "levels": side}
 
     def answer(self, body: dict):
         kind = body.get("type")
@@ -196,6 +230,8 @@ class FakeHyperliquid:
             return self._candles(body["req"])
         if kind == "fundingHistory":
             return self._funding(body)
+        if kind == "l2Book":
+            return self._l2(body.get("coin"))
         return None
 
     def _take_fault(self, kind: str | None) -> Fault | None:
