@@ -339,3 +339,25 @@ def test_costs_shows_recorded_impact_next_to_v5(tmp_path):
         assert float(row[8]) == pytest.approx(server.impact_half(coin) / 1e-4, abs=0.1)
         assert row[9] == (row[5] if coin in ("BTC", "ETH") else row[6])  # v5 at that notional
     assert "median v5 / recorded" in result.output
+
+
+def test_sweep_signals_tallies_the_book_gate(recorded):
+    from schemas.signals import validate_document
+    from sweep.signals import signals_at, to_document
+
+    _, store = recorded
+    m = load_market(store)
+    s = get_strategy("zscore_reversion")
+    p = dataclasses.replace(zr.Params(), window=12, obi_gate=True)
+    report = signals_at(s, m, p, "shadow", m.n_bars - 1)
+    tally = {x.gate: x for x in report.tallies}["obi"]
+    base = s.generate(m, dataclasses.replace(p, obi_gate=False), "shadow").direction
+    obi = m.book_imbalance
+    with np.errstate(invalid="ignore"):
+        against = ((base > 0) & (obi < zr.SHADOW.obi_min)) | ((base < 0) & (obi > -zr.SHADOW.obi_min))
+    on = base != 0
+    assert (tally.judged, tally.blocked, tally.unknown) == (on.sum(), against.sum(),
+                                                            (on & np.isnan(obi)).sum())
+    doc = to_document([report], m.label, m.synthetic, None, pd.Timestamp.now(tz="UTC"))
+    validate_document(doc)
+    assert doc["strategies"][0]["gate_tallies"][0]["gate"] == "obi"
