@@ -80,7 +80,9 @@ def paper_command(
     testnet: bool = typer.Option(False, "--testnet", help="hyperliquid: use the testnet URL."),
     poll_seconds: float = typer.Option(20.0, "--poll-seconds", min=0.1, help="hyperliquid: seconds "
                                        "between polls while a candle is due."),
-    store: str = typer.Option("data", "--store", help="Local store (for --data embedded's cache)."),
+    store: str = typer.Option("data", "--store", help="Local store: --data embedded's cache, and "
+                              "where the hyperliquid feed records its coins' asset contexts and "
+                              "books (as `sweep data sync --contexts`)."),
     detail: str = typer.Option(None, "--detail", help="replay: walk bars whose outcome depends on "
                                "the order inside them through these lower-interval bars (15m, 5m, "
                                "1m where the data has them), as `sweep run --detail` does."),

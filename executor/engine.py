@@ -28,13 +28,15 @@ import pandas as pd
 from executor import kernel_sync
 from executor.books import Book, Loaded
 from executor.decisions import decide
-from executor.feeds import BarRows
+from executor.feeds import BarRows, Snapshot
 from executor.ledger import Ledger, LedgerError, iso, parse
 from executor.records import BarDone, Session
 from executor.risk import KillSwitch, is_stale
 from executor.settings import Settings, check_restart, check_universe, default_kill_file
 from executor.shadow import record_shadow_trades
 from executor.window import Window
+from harness import store as st
+from harness.errors import HarnessError
 from harness.market import Market
 
 History = tuple[pd.DataFrame, pd.DataFrame]  # warm-up candles and funding records
@@ -178,6 +180,19 @@ class Engine:
         if book.id not in self._fitted:
             self._fitted[book.id] = book.strategy.fit(market.slice(0, self.n_warm), book.params)
         return self._fitted[book.id]
+
+    def record_snapshot(self, snap: Snapshot, store: str) -> None:
+        """The feed's asset contexts and books into the ledger and the store (one per coin and
+        hour: a snapshot already there is kept). A store that cannot be written is an event,
+        not a stop: the ledger keeps the snapshot."""
+        led = self.ledger
+        with led.transaction():
+            led.record_snapshot(snap.contexts, snap.books)
+        try:
+            st.upsert_snapshots(store, snap.contexts, snap.books, f"paper ledger {led.path}")
+        except (HarnessError, OSError) as exc:
+            with led.transaction():
+                led.event("snapshot_store_error", f"store {store}: {exc}", self.last_ts)
 
     # ---- sessions and risk events ------------------------------------------------------------
     def _maybe_new_session(self, ts: pd.Timestamp, kill_file: bool) -> None:

@@ -3,7 +3,9 @@
 A feed hands the engine `Tick`s: the feed's clock and the bars that closed since the last one,
 each bar with its candles and the funding records that belong to it. A bar is handed over once,
 complete or not (a coin without a candle is a gap: unlisted, never invented). Neither feed ever
-needs a private key: the Info endpoint is public.
+needs a private key: the Info endpoint is public. The live feed also records, with each batch
+of bars it hands over, one snapshot of its coins' asset contexts and L2 books
+(harness.snapshots), which the engine writes to the ledger and the store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.cli import redact
 from harness.errors import DataError
 from harness.hl_sync import HyperliquidClient
 from harness.market import interval_seconds
+from harness.snapshots import empty_books, validate_asset_ctxs, validate_books
 from harness.sources import load_market
 from harness.validate import validate_candles, validate_funding
 
@@ -39,10 +42,19 @@ class BarRows:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """Validated asset contexts and books of the feed's coins (store schemas)."""
+
+    contexts: pd.DataFrame
+    books: pd.DataFrame
+
+
+@dataclass(frozen=True)
 class Tick:
     now: pd.Timestamp
     bars: tuple[BarRows, ...] = ()
     error: str | None = None
+    snapshot: Snapshot | None = None
 
 
 def _ts(value, name: str) -> pd.Timestamp:
@@ -227,6 +239,18 @@ class HyperliquidFeed:
         funding = pd.DataFrame(frows, columns=list(FUNDING_COLS)) if frows else empty_funding()
         return BarRows(pd.Timestamp(t, unit="ms", tz="UTC"), candles, funding, now)
 
+    def snapshot(self) -> Snapshot:
+        """The asset contexts and L2 books of the feed's coins now (a DataError when an answer
+        is malformed: nothing of it is kept)."""
+        ctx = self.client.asset_ctxs(self.now_ms)
+        ctx = ctx[ctx["coin"].isin(self.coins)].reset_index(drop=True)
+        books = [self.client.l2_book(c) for c in self.coins]
+        now = pd.Timestamp(self.now_ms(), unit="ms", tz="UTC")
+        where = f"Hyperliquid at {self.url}"
+        return Snapshot(validate_asset_ctxs(ctx, f"{where} (asset contexts)", now),
+                        validate_books(pd.concat(books, ignore_index=True) if books else empty_books(),
+                                       f"{where} (books)", now))
+
     def _drop_late(self, after_ms: int) -> None:
         p = self.pending
         for k in [k for k in p.candles if k[1] <= after_ms]:
@@ -250,10 +274,15 @@ class HyperliquidFeed:
                     yield Tick(now=now_ts, error=str(exc))
                     self.sleep(self.poll_seconds)
                     continue
+                snap, error = None, None
                 if bars:
                     after_ms = _ms(bars[-1].ts)
                     self._drop_late(after_ms)
-                yield Tick(now=now_ts, bars=bars)
+                    try:
+                        snap = self.snapshot()
+                    except DataError as exc:  # the bars still trade; the snapshot is retried next bar
+                        error = f"snapshot not recorded: {exc}"
+                yield Tick(now=now_ts, bars=bars, error=error, snapshot=snap)
             else:
                 yield Tick(now=now_ts)
             wait = (after_ms + 2 * self.step_ms - self.now_ms()) / 1000.0

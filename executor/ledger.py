@@ -15,6 +15,7 @@ record_fill, ...) with the rows of executor/records.py. A file is checked to be 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ from executor.records import (
     ShadowTrade,
 )
 from harness.errors import HarnessError
+from harness.snapshots import CTX_VALUES
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "TABLES", "Ledger", "LedgerError"]
 
@@ -458,6 +460,33 @@ class Ledger:
             "INSERT OR IGNORE INTO shadow_trades (strategy, coin, side, book, session, regime, "
             "vol_bucket, entry_ts, exit_ts, r_multiple, pnl, fees, funding, exit_reason, friction) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    # ---- recorded asset contexts and books ---------------------------------------------------
+    def record_snapshot(self, contexts: pd.DataFrame, books: pd.DataFrame) -> None:
+        """A feed's asset contexts and books, once per coin and hour (NaN stored as NULL)."""
+        def floats(col: pd.Series) -> list[float | None]:
+            return [v if math.isfinite(v) else None for v in col.to_numpy(np.float64).tolist()]
+
+        if len(contexts):
+            self.con.executemany(
+                f"INSERT OR IGNORE INTO asset_ctxs (coin, ts, time, {', '.join(CTX_VALUES)}) "
+                f"VALUES ({', '.join('?' * (3 + len(CTX_VALUES)))})",
+                zip(contexts["coin"].astype(str), iso_many(contexts["ts"]),
+                    _iso_ms(contexts["time"]), *(floats(contexts[c]) for c in CTX_VALUES),
+                    strict=True))
+        if len(books):
+            self.con.executemany(
+                "INSERT OR IGNORE INTO books (coin, ts, time, level, side, price, size, "
+                "imbalance_5, imbalance_20) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                zip(books["coin"].astype(str), iso_many(books["ts"]), _iso_ms(books["time"]),
+                    books["level"].astype(int).tolist(), books["side"].astype(str),
+                    *(books[c].to_numpy(np.float64).tolist()
+                      for c in ("price", "size", "imbalance_5", "imbalance_20")), strict=True))
+
+
+def _iso_ms(values) -> list[str]:
+    return [t.isoformat(timespec="milliseconds") + "Z"
+            for t in pd.DatetimeIndex(values).tz_convert("UTC").tz_localize(None)]
 
 
 def _with_ts(df: pd.DataFrame, float_cols: tuple[str, ...]) -> pd.DataFrame:

@@ -6,7 +6,7 @@ version is `meta.schema_version`. executor/ledger.py applies them.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -65,6 +65,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # v3 (harness v2): the slippage each fill paid, as the kernel booked it
         "ALTER TABLE fills ADD COLUMN slippage_bps REAL",
     ),
+    (  # v4: the recorded asset contexts and L2 books of the ledger's coins (harness.snapshots)
+        """CREATE TABLE asset_ctxs (coin TEXT NOT NULL, ts TEXT NOT NULL, time TEXT NOT NULL,
+            open_interest REAL NOT NULL, mark_px REAL, oracle_px REAL NOT NULL, mid_px REAL,
+            premium REAL, funding REAL NOT NULL, day_ntl_vlm REAL NOT NULL, impact_bid_px REAL,
+            impact_ask_px REAL, PRIMARY KEY (coin, ts)) WITHOUT ROWID""",
+        """CREATE TABLE books (coin TEXT NOT NULL, ts TEXT NOT NULL, time TEXT NOT NULL,
+            level INTEGER NOT NULL, side TEXT NOT NULL, price REAL NOT NULL, size REAL NOT NULL,
+            imbalance_5 REAL NOT NULL, imbalance_20 REAL NOT NULL,
+            PRIMARY KEY (coin, ts, side, level)) WITHOUT ROWID""",
+    ),
 )
 TABLES = ("meta", "candles", "funding_rates", "sessions", "bars", "decisions", "orders",
-          "positions", "fills", "funding", "equity", "events", "shadow_trades")
+          "positions", "fills", "funding", "equity", "events", "shadow_trades", "asset_ctxs",
+          "books")

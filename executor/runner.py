@@ -211,6 +211,8 @@ def run(engine: Engine, feed: Any, opts: PaperOptions, loop: Loop | None = None,
             done += n
             if on_bar is not None and n:
                 on_bar(engine, n)
+        if tick.snapshot is not None:
+            engine.record_snapshot(tick.snapshot, opts.store)
         stale = engine.last_ts is not None and is_stale(engine.last_ts, tick.now, engine.step)
         if stale != engine.feed_stale:
             with engine.ledger.transaction():

@@ -12,12 +12,15 @@ import json
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pandas as pd
+import pytest
 from _executor_helpers import every_bucket, ledger_table, write_candidates
 from fakes.hl_server import DEFAULT_NOW_MS, HOUR_MS, FakeHyperliquid
 
 from executor.health import HealthServer
 from executor.runner import Loop, PaperOptions, open_paper, run
+from harness import store as st
 
 T0 = pd.Timestamp(DEFAULT_NOW_MS - DEFAULT_NOW_MS % HOUR_MS, unit="ms", tz="UTC")  # 2025-01-01 00:00
 GAP = T0 + pd.Timedelta(hours=5)
@@ -56,7 +59,8 @@ def test_polling_faults_gap_and_stale_guard(tmp_path):
         opts = PaperOptions(candidates=write_candidates(tmp_path / "c.json",
                                                         every_bucket("ema_pullback", ("BTC", "ETH"))),
                             ledger=tmp_path / "p.sqlite", feed="hyperliquid", base_url=fake.url,
-                            warmup_bars=300, poll_seconds=300, results=None)
+                            warmup_bars=300, poll_seconds=300, results=None,
+                            store=str(tmp_path / "store"))
         engine, feed = open_paper(opts, now_ms=lambda: fake.now_ms,
                                   sleep=lambda s: fake.advance(s / 3600), timeout=0.5, max_tries=2,
                                   backoff=1.0, weight_per_minute=10**6)
@@ -126,6 +130,30 @@ def test_polling_faults_gap_and_stale_guard(tmp_path):
             btc = fr[fr.coin == "BTC"].set_index("ts").funding_rate
             ms = int(T0.value // 1_000_000)
             assert abs(btc["2025-01-01T00:00:00Z"] - float(fake.funding_record("BTC", ms)["fundingRate"])) < 1e-15
+
+            # a snapshot of its coins' contexts and books with every batch of bars, one per
+            # coin and hour, in the ledger and in the store, the outage hours missing
+            ctx = ledger_table(led.path, "asset_ctxs", "coin, ts")
+            books = ledger_table(led.path, "books", "coin, ts, side, level")
+            assert set(ctx.coin) == {"BTC", "ETH"} and not ctx.duplicated(["coin", "ts"]).any()
+            hours_seen = set(ctx.ts[ctx.coin == "BTC"])
+            assert 6 <= len(hours_seen) < len(hours) + 1  # none recorded while the API was down
+            assert len(books) == 40 * len(ctx)  # 20 levels a side per snapshot
+            row = ctx.iloc[0]
+            taken = int(pd.Timestamp(row.time).value // 1_000_000)
+            assert row.open_interest == pytest.approx(fake.open_interest(row.coin, taken), rel=1e-5)
+            stored = st.read_asset_ctxs(tmp_path / "store")
+            assert len(stored) == len(ctx) and len(st.read_books(tmp_path / "store")) == len(books)
+            np.testing.assert_allclose(stored.sort_values(["coin", "ts"]).open_interest,
+                                       ctx.open_interest)
+
+            # a malformed book: the bar still trades, the snapshot is not kept, the error logged
+            fake.fail(200, times=1, match="l2Book", body='{"coin": "ETH"}')
+            _until(engine, feed, opts, health, newest + pd.Timedelta(hours=1))
+            assert len(ledger_table(led.path, "asset_ctxs", "coin, ts")) == len(ctx)
+            events = ledger_table(led.path, "events", "id")
+            assert events.message[events.kind == "feed_error"].str.contains(
+                "snapshot not recorded: Hyperliquid l2Book").any()
         finally:
             health.stop()
             engine.ledger.close()
