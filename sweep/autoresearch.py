@@ -19,17 +19,12 @@ import pandas as pd
 from harness.errors import ConfigError
 from strategies.base import param_specs
 from sweep import results
+from sweep.optuna_trials import worker_id
 from sweep.space import parse_value
-from sweep.study import (
-    Context,
-    StudyConfig,
-    best_comparable,
-    code_hash,
-    evaluate_params,
-    prepare,
-    worker_id,
-)
+from sweep.study import Context, StudyConfig, best_comparable, prepare
+from sweep.study_identity import code_hash
 from sweep.trial_rows import TrialResult, write_trials
+from sweep.workers import evaluate_params
 
 
 @dataclass(frozen=True)

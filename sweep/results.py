@@ -119,7 +119,7 @@ RUNS = register_table("runs", (
     ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
     ("jobs", "int", "worker processes"),
     ("storage", "str", "Optuna storage URL, password masked"),
-    ("code_hash", "str", "hash of strategies/ and sweep/space.py (sweep.study.code_hash())"),
+    ("code_hash", "str", "hash of strategies/ and sweep/space.py (sweep.study_identity.code_hash())"),
     ("git_dirty", "bool", "uncommitted changes in the work tree"),
     ("argv", "str", "the command line, passwords and tokens masked"),
     ("status", "str", "running | finished | interrupted | failed | killed (the process died "

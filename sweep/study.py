@@ -6,59 +6,47 @@ leaves only RUNNING trials, which the next start reconciles (rows found: told wi
 score; owner process dead and no rows: failed). `--trials N` is the number of evaluated trials
 the study holds; every asked trial is ranked among the study's live trials and one beyond N is
 failed unevaluated, so several workers (or machines) never overshoot.
+
+This module holds the configuration, the context every worker builds identically, and the run;
+what makes two runs one study is sweep/study_identity.py, the Optuna side
+sweep/optuna_trials.py, the workers and their batches sweep/workers.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import math
-import multiprocessing as mp
-import os
-import queue
 import re
-import signal
-import socket
-import sys
-import threading
 import time
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import optuna
-from optuna.distributions import FloatDistribution, IntDistribution
-from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
-
 from harness.cli import redact
-from harness.errors import ConfigError, HarnessError
-from harness.evaluate import evaluate_batch
+from harness.errors import ConfigError
 from harness.folds import Folds, FoldSpec
 from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
 from sweep import results
+from sweep.optuna_trials import (
+    SAMPLERS,
+    count_evaluated,
+    open_study,
+    owner_dead,
+    reconcile,
+    worker_id,
+)
 from sweep.space import SearchSpace, search_space
-from sweep.storage import DEFAULT_TIMEOUT, open_storage, storage_url, sync_journal
-from sweep.trial_rows import CONSTRAINTS, Provenance, TrialResult, violations, write_trials
+from sweep.storage import DEFAULT_TIMEOUT, storage_url
+from sweep.study_identity import code_hash, default_study_name
+from sweep.trial_rows import Provenance
+from sweep.workers import Report, run_workers, worker_loop
 
-SAMPLERS = ("tpe", "cmaes", "random", "nsga2")
 DEFAULT_TRIALS = 1000  # `sweep run` with no flags: under a minute on the embedded default (2 cores)
 BATCH = {"random": 32, "tpe": 16, "cmaes": 8, "nsga2": 16}  # trials per kernel call
-LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,120}$")
-ROOT = Path(__file__).resolve().parents[1]
-
-Report = Callable[[dict[str, Any]], None]
-
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -133,54 +121,6 @@ class Context:
     detail: Market | None = None  # the lower-interval bars of the same coins (cfg.detail)
 
 
-def _strategy_files(module: str) -> list[Path]:
-    """The strategy's module and every strategies.* module it imports, transitively."""
-    import ast
-
-    seen: dict[str, Path] = {}
-    todo = [module]
-    while todo:
-        name = todo.pop()
-        if name in seen or not name.startswith("strategies"):
-            continue
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, AttributeError, ValueError):  # `from pkg.mod import function`
-            spec = None
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue
-        path = Path(spec.origin)
-        seen[name] = path
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                todo += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                todo.append(node.module)
-                todo += [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level:  # relative: resolve
-                pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
-                for _ in range(node.level - 1):
-                    pkg = pkg.rpartition(".")[0]
-                base = f"{pkg}.{node.module}" if node.module else pkg
-                todo.append(base)
-                todo += [f"{base}.{a.name}" for a in node.names]
-    return [seen[k] for k in sorted(seen)]
-
-
-def code_hash(strategy: RegisteredStrategy | None = None) -> str:
-    """What the research loop may edit: all of strategies/ and sweep/space.py, or with a strategy
-    only what it runs (its strategies/ modules, found through their imports, and space.py)."""
-    if strategy is None:
-        files = [p for p in sorted((ROOT / "strategies").rglob("*.py")) if "__pycache__" not in p.parts]
-    else:
-        files = _strategy_files(strategy.generate_fn.__module__)
-    h = hashlib.sha256()
-    for p in files + [ROOT / "sweep" / "space.py"]:
-        h.update(p.relative_to(ROOT).as_posix().encode() if p.is_relative_to(ROOT) else p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:12]
-
-
 def load_data(data: str | None, interval: str, coins: tuple[str, ...] | None) -> Market:
     from harness.sources import load_market
 
@@ -221,341 +161,6 @@ def load_detail(data: str | None, interval: str, market: Market) -> Market:
     return load_market(data, interval=interval, coins=list(market.coins),
                        start=market.index[0], end=market.index[-1] + (market.index[1] - market.index[0]))
 
-
-def default_study_name(cfg: StudyConfig, prov: Provenance, folds: Folds, chash: str,
-                       interval: str) -> str:
-    """Same command, code and data -> same study (so a rerun resumes); any change -> a new one."""
-    key = [prov.harness_hash, prov.data_fingerprint, prov.sim_model_version, interval,
-           asdict(folds), chash, cfg.fixed, cfg.mode] + ([cfg.detail] if cfg.detail else [])
-    key = results.to_json(key)
-    return f"{cfg.strategy}-{cfg.sampler}-s{cfg.seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-
-
-def directions(sampler: str) -> list[str]:
-    """nsga2 trades the walk-forward score against the worst fold; the others maximize score."""
-    return ["maximize", "maximize"] if sampler == "nsga2" else ["maximize"]
-
-
-def worker_seed(seed: int, worker: int, n_existing: int) -> int:
-    """Distinct streams per worker and per resume, so no two workers replay one sequence."""
-    return int(np.random.SeedSequence([seed, worker, n_existing]).generate_state(1)[0])
-
-
-IDENTITY = ("strategy", "harness_hash", "data_fingerprint", "sim_model_version", "interval",
-            "folds", "code_hash", "mode", "detail", "search_space")
-
-
-def identity(ctx: Context) -> dict[str, Any]:
-    return {"strategy": ctx.strategy.name, "harness_hash": ctx.prov.harness_hash,
-            "data_fingerprint": ctx.prov.data_fingerprint,
-            "sim_model_version": ctx.friction_version, "interval": ctx.cfg.interval,
-            "folds": results.to_json(asdict(ctx.folds)), "code_hash": ctx.code_hash,
-            "mode": ctx.cfg.mode, "detail": ctx.cfg.detail or "",
-            "search_space": results.to_json(ctx.space.to_json())}
-
-
-def _shown(key: str, value: Any) -> str:
-    """An identity value as the refusal shows it; a search space as its fixed parameters."""
-    if key != "search_space":
-        return str(value)
-    fixed = {k: v["fixed"] for k, v in json.loads(value).items() if "fixed" in v}
-    return "--fix " + (",".join(f"{k}={v}" for k, v in sorted(fixed.items())) or "(none)")
-
-
-def open_study(ctx: Context, worker: int = 0, create: bool = True) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(ctx.cfg.storage, ctx.cfg.results, ctx.study_name)
-    storage = open_storage(url, ctx.cfg.storage_timeout)
-    dirs = directions(ctx.cfg.sampler)
-    try:
-        if create:
-            study = optuna.create_study(storage=storage, study_name=ctx.study_name,
-                                        directions=dirs, load_if_exists=True)
-        else:
-            study = optuna.load_study(study_name=ctx.study_name, storage=storage)
-    except ValueError as exc:
-        raise ConfigError(f"study {ctx.study_name}: {exc}") from None
-    if [d.name.lower() for d in study.directions] != dirs:
-        raise ConfigError(f"study {ctx.study_name} has {len(study.directions)} objective(s); "
-                          f"--sampler {ctx.cfg.sampler} needs {len(dirs)}: use another --study")
-    want = identity(ctx)
-    have = study.user_attrs
-    diff = [k for k in IDENTITY if k in have and have[k] != want[k]]
-    if diff:
-        raise ConfigError(
-            f"study {ctx.study_name} was created with another {', '.join(diff)} "
-            f"({'; '.join(f'{k}: {_shown(k, have[k])} -> {_shown(k, want[k])}' for k in diff)}); "
-            "its trials are not comparable: use a new --study (or drop --study)"
-        )
-    for k in IDENTITY:  # another worker may be writing them right now: same values, no harm
-        if k not in have:
-            study.set_user_attr(k, want[k])
-    n_existing = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(ctx.cfg.sampler, worker_seed(ctx.cfg.seed, worker, n_existing))
-    return study
-
-
-# ---------------------------------------------------------------------------------- workers
-
-def worker_id() -> str:
-    import psutil
-
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{psutil.Process(pid).create_time():.3f}"
-
-
-def _owner_dead(owner: str | None) -> bool:
-    """True only when the owner ran on this host and that process is gone."""
-    import psutil
-
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid, _, created = rest.partition(":")
-    if host != socket.gethostname():
-        return False
-    try:
-        return f"{psutil.Process(int(pid)).create_time():.3f}" != created
-    except (psutil.NoSuchProcess, ValueError):
-        return True
-
-
-def _counted(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state in LIVE or (t.state == TrialState.FAIL and bool(t.user_attrs.get("recorded")))
-
-
-def count_evaluated(study: optuna.Study) -> int:
-    """Trials that hold (or will hold) rows: the number --trials counts."""
-    return sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
-
-
-def tell_scored(study: optuna.Study, trial: optuna.Trial, values: float | list[float],
-                violation: list[float]) -> None:
-    """Tell a scored trial, its hard rejections first as Optuna constraints (<= 0 passes) so TPE
-    and NSGA-II rank a rejected trial below every passing one, by how far it is from passing.
-    A trial another process already finished (a reconcile racing its owner) is left alone."""
-    try:
-        for key, v in zip(CONSTRAINTS, violation, strict=True):
-            trial.set_constraint(key, v)
-    except UpdateFinishedTrialError:
-        return
-    study.tell(trial, values, skip_if_finished=True)
-
-
-def reconcile(study: optuna.Study, results_dir: Path) -> dict[str, int]:
-    """Finish RUNNING trials left by dead workers: told from their rows, or failed."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    out = {"told": 0, "failed": 0}
-    if not running:
-        return out
-    rows = {}
-    if results.has_rows(results_dir, "trials"):
-        df = results.query(results_dir, "SELECT trial, status, objective, worst_fold, "
-                           "base_n_trades, base_annualized, stress_calmar FROM trials "
-                           "WHERE study = ? AND command = 'run'", [study.study_name])
-        rows = {int(r.trial): r for r in df.itertuples()}
-    multi = len(study.directions) > 1
-    for t in running:
-        row = rows.get(t.number)
-        if row is not None:
-            if row.status == "failed" or math.isnan(row.objective):
-                study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            else:
-                tell_scored(study, optuna.Trial(study, t._trial_id),
-                            [row.objective, row.worst_fold] if multi else row.objective,
-                            violations(row.base_n_trades, row.base_annualized, row.stress_calmar))
-            out["told"] += 1
-        elif _owner_dead(t.user_attrs.get("worker")):
-            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            out["failed"] += 1
-    return out
-
-
-def _ask_owned(study: optuna.Study, distributions: dict, owner: str) -> optuna.Trial:
-    """`study.ask(distributions)`, but the trial is created with its owner in the same storage
-    write, so a crash can never leave a RUNNING trial nobody can attribute."""
-    template = optuna.trial.FrozenTrial(
-        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(UTC),
-        datetime_complete=None, params={}, distributions={}, user_attrs={"worker": owner},
-        system_attrs={}, intermediate_values={}, trial_id=-1)
-    trial = optuna.Trial(study, study._storage.create_new_trial(study._study_id, template))
-    for name, d in distributions.items():
-        if isinstance(d, IntDistribution):
-            trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
-        elif isinstance(d, FloatDistribution):
-            trial.suggest_float(name, d.low, d.high, step=d.step, log=d.log)
-        else:
-            trial.suggest_categorical(name, d.choices)
-    return trial
-
-
-def ask_batch(study: optuna.Study, ctx: Context, size: int, wid: str) -> list[optuna.Trial]:
-    """Up to `size` new trials within the budget; surplus asks (races) are failed unevaluated."""
-    target = ctx.cfg.trials
-    if target is not None:
-        size = min(size, target - count_evaluated(study))
-    if size <= 0:
-        return []
-    asked: list[optuna.Trial] = []
-    try:
-        with _signals_deferred():
-            asked = [_ask_owned(study, ctx.space.distributions, wid) for _ in range(size)]
-    except BaseException:  # an interrupt held during the asks: fail them, never leave RUNNING
-        for t in asked:
-            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-        raise
-    sync_journal(storage_url(ctx.cfg.storage, ctx.cfg.results, ctx.study_name))
-    if target is None:
-        return asked
-    counted = sorted(t.number for t in study.get_trials(deepcopy=False) if _counted(t))
-    rank = {n: i for i, n in enumerate(counted)}
-    keep = []
-    for t in asked:
-        if rank.get(t.number, target) < target:
-            keep.append(t)
-        else:
-            t.set_user_attr("surplus", True)
-            study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-    return keep
-
-
-def evaluate_params(ctx: Context, params: list[Any]) -> list[tuple[Any, str | None]]:
-    """(Evaluation, None) per set, or (None, error) for a set the strategy cannot evaluate."""
-    def run(ps: list[Any]) -> list[Any]:
-        return evaluate_batch(ctx.strategy, ps, ctx.market, friction=ctx.cfg.friction,
-                              folds=ctx.folds, mode=ctx.cfg.mode, record_trades=True,
-                              detail=ctx.detail)
-
-    try:
-        return [(e, None) for e in run(params)]
-    except Exception as exc:  # isolate the failing set(s); a strategy bug must not kill the study
-        if len(params) == 1:
-            return [(None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")]
-    return [evaluate_params(ctx, [p])[0] for p in params]
-
-
-@contextmanager
-def _signals_deferred():
-    """SIGINT/SIGTERM arriving inside the block are handled when it ends (main thread only).
-
-    Python handlers are swapped rather than the OS mask: a signal that already tripped Python's
-    flag is then also caught by the deferring handler.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: held.append(signum))
-           for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if held:
-            handler = old[held[0]]
-            if callable(handler):
-                handler(held[0], None)
-            elif handler == signal.SIG_DFL:
-                signal.raise_signal(held[0])
-
-
-def run_batch(study: optuna.Study, ctx: Context, trials: list[optuna.Trial]) -> list[TrialResult]:
-    """Evaluate, write the rows, then tell Optuna (the order durability rests on).
-
-    Once evaluated, writing and telling finish before any signal is handled; an interrupt
-    before that fails the batch in flight (worker_loop).
-    """
-    t0 = time.perf_counter()
-    params = [ctx.space.params(t.params) for t in trials]
-    outcomes = evaluate_params(ctx, params)
-    dt = (time.perf_counter() - t0) / max(1, len(trials))
-    batch = [TrialResult(ctx.study_name, t.number, asdict(p), ev, err, dt)
-             for t, p, (ev, err) in zip(trials, params, outcomes, strict=True)]
-    multi = len(study.directions) > 1
-    with _signals_deferred():
-        write_trials(ctx.cfg.results, batch, ctx.prov, "run", ctx.strategy.name)
-        for t, r in zip(trials, batch, strict=True):
-            if r.evaluation is None:
-                t.set_user_attr("recorded", True)
-                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-            else:
-                tell_scored(study, t, [r.objective, r.worst_fold] if multi else r.objective,
-                            r.violations)
-    return batch
-
-
-def worker_loop(ctx: Context, study: optuna.Study, report: Report, stop: Callable[[], bool],
-                deadline: float | None) -> int:
-    """Ask, evaluate, write, tell until the budget, the deadline or a stop; returns trials done."""
-    wid = worker_id()
-    done = ok = 0
-    while not stop() and (deadline is None or time.monotonic() < deadline):
-        trials: list[optuna.Trial] = []
-        try:
-            trials = ask_batch(study, ctx, ctx.cfg.batch_size, wid)
-            if not trials:
-                break
-            batch = run_batch(study, ctx, trials)
-        except BaseException:
-            for t in trials:  # finished ones are skipped; the rest were never recorded
-                study.tell(t, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        done += len(batch)
-        good = [r.score for r in batch if r.evaluation is not None]
-        ok += len(good)
-        finite = [s for s in good if math.isfinite(s)]
-        report({"type": "batch", "n": len(batch), "best": max(finite) if finite else None})
-        if ok == 0:
-            errors = sorted({r.error for r in batch if r.error})
-            raise HarnessError(f"every trial of the first batch failed: {errors[0] if errors else '?'}")
-    return done
-
-
-def _share_cores(jobs: int) -> None:
-    """J workers on C cores: C // J numba threads each, so kernels do not oversubscribe."""
-    import numba
-
-    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // jobs)))
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _worker_main(cfg: StudyConfig, strategy: RegisteredStrategy, run_id: str, worker: int, q: Any,
-                 stop_ev: Any, deadline_s: float | None, parent: int) -> None:
-    """Entry point of a `--jobs` worker process (spawned)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator stops workers with SIGTERM
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        _share_cores(cfg.jobs)
-        ctx = prepare(cfg, run_id, strategy=strategy)
-        study = open_study(ctx, worker, create=False)
-        deadline = None if deadline_s is None else time.monotonic() + deadline_s
-        worker_loop(ctx, study, q.put, lambda: stop_ev.is_set() or os.getppid() != parent, deadline)
-    except KeyboardInterrupt:
-        pass
-    except HarnessError as exc:
-        q.put({"type": "error", "message": str(exc)})
-        sys.exit(2)
-    except Exception as exc:
-        q.put({"type": "error", "message": f"worker {worker}: {type(exc).__name__}: {exc}"})
-        sys.exit(1)
-
-
-# ---------------------------------------------------------------------------------- the run
 
 @dataclass
 class Outcome:
@@ -612,7 +217,7 @@ def mark_killed_runs(results_dir: Path) -> int:
     df = results.query(results_dir, "SELECT * FROM runs WHERE status = 'running'")
     if "owner" not in df.columns:
         return 0
-    dead = df[[_owner_dead(o) for o in df["owner"]]]
+    dead = df[[owner_dead(o) for o in df["owner"]]]
     if len(dead):
         results.write_batch(results_dir, "runs", dead.drop(columns=["batch"]).assign(
             status="killed", updated_at=results.now()))
@@ -673,7 +278,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
         if cfg.jobs == 1:
             worker_loop(ctx, study, report, lambda: False, deadline)
         else:
-            _run_workers(ctx, study, report, deadline)
+            run_workers(ctx, study, report, deadline)
     except KeyboardInterrupt:
         status = "interrupted"
     except BaseException:
@@ -686,65 +291,3 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
                                      "seconds": round(seconds, 3)}, finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
                    ctx.market.label, reconciled, before)
-
-
-def _run_workers(ctx: Context, study: optuna.Study, report: Report, deadline: float | None) -> None:
-    """Worker 0 runs here (the market is already loaded); workers 1..J-1 are spawned processes
-    on the same study, reporting through a queue that a thread drains."""
-    cfg = replace(ctx.cfg, study=ctx.study_name)  # resolved once: workers must not re-derive it
-    mpc = mp.get_context("spawn")
-    q = mpc.Queue()
-    stop_ev = mpc.Event()
-    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    procs = [mpc.Process(target=_worker_main, name=f"sweep-worker-{i}",
-                         args=(cfg, ctx.strategy, ctx.prov.run_id, i, q, stop_ev, timeout, os.getpid()))
-             for i in range(1, cfg.jobs)]
-    for p in procs:
-        p.start()
-    _share_cores(cfg.jobs)
-    lock = threading.Lock()
-    errors: list[str] = []
-    draining = threading.Event()
-
-    def locked(event: dict[str, Any]) -> None:
-        with lock:
-            report(event)
-
-    def drain() -> None:
-        while not draining.is_set() or not q.empty():
-            try:
-                event = q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if event.get("type") == "error":
-                errors.append(event["message"])
-                stop_ev.set()
-            else:
-                locked(event)
-
-    drainer = threading.Thread(target=drain, name="sweep-progress", daemon=True)
-    drainer.start()
-    try:
-        worker_loop(ctx, study, locked, stop_ev.is_set, deadline)
-        while any(p.is_alive() for p in procs):
-            time.sleep(0.1)
-    except BaseException:
-        stop_ev.set()
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.terminate()
-        raise
-    finally:
-        draining.set()
-        drainer.join(timeout=5)
-    for p in procs:
-        p.join()
-    if errors:
-        raise HarnessError(errors[0])
-    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-    if bad:
-        raise HarnessError(f"a worker process exited with code {bad[0]}")

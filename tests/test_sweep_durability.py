@@ -18,7 +18,8 @@ from harness.errors import HarnessError
 from harness.sources import load_market
 from sweep import results
 from sweep.storage import open_storage, storage_url
-from sweep.study import StudyConfig, count_evaluated, open_study, prepare, reconcile, run_study
+from sweep.optuna_trials import count_evaluated, open_study, reconcile
+from sweep.study import StudyConfig, prepare, run_study
 from sweep.trial_rows import TrialResult, write_trials
 
 
@@ -129,9 +130,12 @@ def test_sigint_then_sigkill_then_resume_loses_and_doubles_nothing(tmp_path, dat
         assert final.loc[r.trial, "score"] == r.score
 
 
-def test_reconcile_closes_both_crash_windows(tmp_path, market):
-    """Killed after writing rows but before telling: told from the rows. Killed while
-    evaluating: failed (never counted). A live worker's trial is left alone."""
+def test_reconcile_closes_both_crash_windows(tmp_path, market, monkeypatch):
+    """Killed after writing rows but before telling: told from the rows (its constraints were
+    set before the rows). Killed while evaluating: failed (never counted). A live worker's
+    trial is left alone; a trial without owner is failed only once it is old."""
+    import sweep.optuna_trials as ot
+
     cfg = StudyConfig(strategy=h.NAME, trials=10, sampler="random", folds=2, results=tmp_path,
                       study="windows", batch=1)
     ctx = prepare(cfg, "run0", market=market)
@@ -141,15 +145,21 @@ def test_reconcile_closes_both_crash_windows(tmp_path, market):
     written, lost, alive, remote = (study.ask(ctx.space.distributions) for _ in range(4))
     written.set_user_attr("worker", dead_here)
     lost.set_user_attr("worker", dead_here)
-    from sweep.study import evaluate_params, worker_id
+    from sweep.optuna_trials import worker_id
+    from sweep.workers import evaluate_params
 
     alive.set_user_attr("worker", worker_id())
     remote.set_user_attr("worker", dead)
     (ev, _), = evaluate_params(ctx, [ctx.space.params(written.params)])
     rec = TrialResult("windows", written.number, {}, ev)
+    assert ot.constrain(written, rec.violations)  # run_batch's order: constraints, rows, tell
     write_trials(tmp_path, [rec], ctx.prov, "run", h.NAME)
+    orphan = study.ask()  # a hard kill between the ask and the owner stamp
     out = reconcile(study, tmp_path)
     assert out == {"told": 1, "failed": 1}
+    monkeypatch.setattr(ot, "ORPHAN_GRACE_S", -1.0)
+    assert reconcile(study, tmp_path) == {"told": 0, "failed": 1}
+    assert study.get_trials(deepcopy=False)[orphan.number].state == TrialState.FAIL
     by = {t.number: t for t in study.get_trials(deepcopy=False)}
     assert by[written.number].state == TrialState.COMPLETE
     assert by[written.number].value == rec.objective  # the score, or its unrejected score
@@ -163,7 +173,7 @@ def test_reconcile_closes_both_crash_windows(tmp_path, market):
 def test_budget_is_exact_when_workers_race(tmp_path, market, monkeypatch):
     """Worker b read the count before worker a asked (a race): b's asks beyond the budget are
     failed unevaluated and marked surplus, so the study never holds more than --trials."""
-    import sweep.study as st
+    import sweep.workers as st
 
     cfg = StudyConfig(strategy=h.NAME, trials=5, sampler="random", folds=2, results=tmp_path,
                       study="race")
@@ -196,11 +206,11 @@ def test_same_seed_same_results(tmp_path, market):
 
 
 def test_signal_inside_the_commit_block_is_held_until_it_ends():
-    import sweep.study as st
+    import sweep.workers as st
 
     steps = []
     with pytest.raises(KeyboardInterrupt):
-        with st._signals_deferred():
+        with st.signals_deferred():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
             steps.append("rows written and told")

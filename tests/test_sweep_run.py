@@ -351,7 +351,8 @@ def test_issue_done_when(tmp_path):
 def test_rejected_trials_guide_the_sampler_by_their_violations(tmp_path, market):
     """Rejected trials are recorded at -inf, but the sampler is told their unrejected score and
     constraint violations, so it can tell 'almost passing' from 'hopeless'."""
-    from sweep.study import open_study, prepare
+    from sweep.optuna_trials import open_study
+    from sweep.study import prepare
 
     c = cfg(tmp_path, trials=16, sampler="tpe", batch=4, study="constrained")
     run_study(c, market=market)

@@ -66,7 +66,7 @@ class StrategyRun:
 
     def reproduces(self, ref: TrialRef) -> str | None:
         """None when a base re-run gives the recorded results, else why not."""
-        from sweep.study import code_hash
+        from sweep.study_identity import code_hash
 
         ev, row = self.evaluate(ref, "base"), self.rows[ref]
         got = {"score": ev.score, "base_n_trades": ev.base.n_trades,
