@@ -3,7 +3,9 @@
 Runs `python -m sweep run` as a subprocess (the way users run it) with 2 jobs into a temporary
 results folder and samples the RSS of the whole process tree while it runs. trials/s is the
 study's own count over the time its workers ran (market loading and start-up excluded, they are
-reported as wall seconds).
+reported as wall seconds). `sweep_efficiency` = (trials x coins x bars x 2 runs, base and
+stress) / that time, over the kernel's bar-steps per second of the same `make bench` run.
+The indicator cache's memory (the largest of any worker) comes from the run's summary.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def _tree_rss(proc) -> int:
     return total
 
 
-def run(shared: Path, trials: int = 500, jobs: int = 2, folds: int = 4) -> dict:
+def run(shared: Path, trials: int = 500, jobs: int = 2, folds: int = 4,
+        kernel_rate: float | None = None) -> dict:
     import psutil
 
     from sweep import results
@@ -73,18 +76,27 @@ def run(shared: Path, trials: int = 500, jobs: int = 2, folds: int = 4) -> dict:
         if proc.returncode != 0:
             tail = log.read_text()[-2000:]
             raise RuntimeError(f"benchmark sweep failed (exit {proc.returncode}):\n{tail}")
-        runs = results.query(tmp, "SELECT summary FROM runs WHERE command = 'run'")
+        runs = results.query(tmp, "SELECT summary, n_bars, n_coins FROM runs WHERE command = 'run' "
+                             "AND finished_at IS NOT NULL")
         summary = json.loads(runs["summary"].iloc[0])
+        n_bars, n_coins = int(runs["n_bars"].iloc[0]), int(runs["n_coins"].iloc[0])
         n = int(results.query(tmp, "SELECT count(*) AS n FROM trials")["n"].iloc[0])
     seconds = float(summary["seconds"])
-    return {
+    steps_per_s = n * n_coins * n_bars * 2 / seconds if seconds > 0 else 0.0
+    out = {
         "sweep_trials_per_s": round(n / seconds, 3) if seconds > 0 else 0.0,
+        "sweep_coin_bar_steps_per_s": steps_per_s,
         "sweep_peak_rss_mb": round(peak / 2**20, 1),
         "sweep_wall_seconds": round(wall, 2),
         "sweep_trials": n,
         "sweep_coins": len(coins),
         "sweep_jobs": jobs,
+        "sweep_indicator_cache_mb": summary.get("indicator_cache", {}).get("mb", 0.0),
+        "sweep_indicator_cache_hit_rate": summary.get("indicator_cache", {}).get("hit_rate", 0.0),
     }
+    if kernel_rate:
+        out["sweep_efficiency"] = steps_per_s / kernel_rate
+    return out
 
 
 if __name__ == "__main__":
@@ -94,6 +106,8 @@ if __name__ == "__main__":
     ap.add_argument("--shared", type=Path, default=Path("../shared/data"))
     ap.add_argument("--trials", type=int, default=500)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--kernel-rate", type=float, default=None,
+                    help="the kernel's bar-steps per second (from `make bench`), for the efficiency")
     a = ap.parse_args()
-    for k, v in run(a.shared, a.trials, a.jobs).items():
+    for k, v in run(a.shared, a.trials, a.jobs, kernel_rate=a.kernel_rate).items():
         print(f"{k}: {v}")
