@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[cde,dev]"
+	$(BIN)/python -m sweep.warm
 	@touch $(STAMP)
 
 test: setup

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,17 @@ CHUNK_BYTES = 256 * 2**20  # memory budget for one kernel call's signals in eval
 _SIGNAL_BYTES_PER_CELL = sum(np.dtype(dt).itemsize for dt in Signals.DTYPES.values())
 
 Member = tuple[Strategy, Any]
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _before_lockbox(market: Market, stop: int) -> Market:
+    """The market cut at the lockbox, one object per (market, cut): a sweep evaluates many
+    batches on one market, and what is derived from a Market object (its fingerprint, the
+    cost estimate, columnar arrays, cached indicators) is then derived once, not per batch."""
+    views = _VIEWS.setdefault(market, {})
+    if stop not in views:
+        views[stop] = market.slice(0, stop)
+    return views[stop]
 
 
 @dataclass(frozen=True)
@@ -235,7 +247,7 @@ def _evaluate_sets(sets: list[list[Member]], market: Market | None, friction: st
                     ", ".join("+".join(s.name for s, _ in m) for m in sets), plan.lockbox, market.label)
         view = market
     else:
-        view = market.slice(0, plan.lockbox_start)  # the lockbox is gone before any strategy runs
+        view = _before_lockbox(market, plan.lockbox_start)  # no strategy sees the lockbox
     segments = [test for _, test in windows]
 
     built = [_set_signals(m, view, windows, mode) for m in sets]

@@ -127,6 +127,22 @@ def _fund_and_mark(sf, si, olist, n_open, t, close, funding, last_px, seg_coin, 
     return cash, upnl, gross
 
 
+@njit(**INLINE)
+def _quiet_open(sf, si, olist, n_open, open_, t, flat_req, ev_bar, ei, e1, ex_bar, xi, x1, t_dec):
+    """Whether the fill step at this open has nothing to do: no kill-switch flatten, no signal
+    or exit of bar t_dec, no time stop due, and every position opens inside its quiet band (so
+    no level lies at or beyond the open). Most bars are such; skipping them changes nothing."""
+    if flat_req > 0 or (ei < e1 and ev_bar[ei] <= t_dec) or (xi < x1 and ex_bar[xi] <= t_dec):
+        return False
+    for q in range(n_open):
+        k = olist[q]
+        o = open_[t, si[k, L.I_COIN]]
+        if not (sf[k, L.F_QLO] < o < sf[k, L.F_QHI]) or si[k, L.I_REQ] > 0 \
+                or t >= si[k, L.I_HOLD_UNTIL]:
+            return False
+    return True
+
+
 @njit(cache=True, error_model="numpy")
 def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half_spread, impact,
              do_, dh, dl, dc, ratio, seg_start, seg_stop, seg_slot0,
@@ -212,12 +228,15 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
                 daily_level = prev_eq * (1.0 - daily)
             for phase in range(3):  # 0: fill step at the open, 1: the range, 2: at the close
                 if phase == 1:
+                    closed = False
                     for q in range(n_open):
                         k = olist[q]
                         c = si[k, L.I_COIN]
                         o, lo, hi = open_[t, c], low[t, c], high[t, c]
                         if not (o == o and lo == lo and hi == hi):
                             continue
+                        if next_open and sf[k, L.F_QLO] < lo and hi < sf[k, L.F_QHI]:
+                            continue  # a quiet bar (the open was the fill step's): nothing moves
                         reason, level, gap, got, sub = bar_outcome(
                             sf, si, k, c, t, o, lo, hi, close[t, c], not next_open, ratio, do_, dh,
                             dl, dc, use_liq, use_trail, trail_start, prm, half_spread, impact, st)
@@ -228,15 +247,20 @@ def _run_set(p, open_, high, low, close, funding, listed, bar_day, max_lev, half
                                               half_spread, impact, st, trades, tbase, tcap, n_tr,
                                               coin_slot)
                             n_tr += 1
+                            closed = True
                         else:
                             band(sf, si, k, use_liq, use_trail, trail_start)
-                    n_open = open_list(si, olist, K)
+                    if closed:
+                        n_open = open_list(si, olist, K)
                     continue
                 at_the_open = phase == 0
                 if at_the_open != next_open or (at_the_open and t == s0):
                     continue
-                px = open_ if at_the_open else close
                 t_dec = t - 1 if at_the_open else t
+                if at_the_open and _quiet_open(sf, si, olist, n_open, open_, t, flat_req, ev_bar,
+                                               ei, e1, ex_bar, xi, x1, t_dec):
+                    continue
+                px = open_ if at_the_open else close
                 ea, ei, xi = mark_requests(si, coin_slot, olist, n_open, flat_req, t_dec, ex_bar,
                                            ex_coin, xi, x1, ev_bar, ev_coin, ev_dir, ei, e1)
                 flat_req = 0

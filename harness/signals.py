@@ -104,33 +104,26 @@ class Signals:
                     f"{self.strategy}: Signals.{name} has dtype {arr.dtype}, expected "
                     f"{np.dtype(self.DTYPES[name])}"
                 )
-        active = self.direction != 0
-
-        def fail(mask: np.ndarray, what: str) -> None:
-            t, c = np.argwhere(mask)[0]
-            raise SignalsError(
-                f"{self.strategy}: {what} at coin {market.coins[c]} bar {t} "
-                f"({market.index[t].isoformat()})"
-            )
-
-        bad = ~np.isin(self.direction, (-1, 0, 1))
-        if bad.any():
-            fail(bad, "direction must be -1, 0 or +1")
-        bad = active & ~(self.stop > 0)
-        if bad.any():
-            fail(bad, "stop must be a positive price distance where direction != 0")
-        bad = active & ~np.isfinite(self.score)
-        if bad.any():
-            fail(bad, "score must be finite where direction != 0")
-        bad = active & ~(np.isnan(self.target) | (self.target > 0))
-        if bad.any():
-            fail(bad, "target must be NaN or a positive R multiple")
-        bad = active & ~market.listed
-        if bad.any():
-            fail(bad, "signal on a bar where the coin is not listed")
+        # every rule below is about the signal cells (C order, so the first breach is named)
+        rows, cols = np.nonzero(self.direction)
+        d = self.direction[rows, cols].astype(np.int16)
+        target = self.target[rows, cols]
+        checks = [
+            (np.abs(d) != 1, "direction must be -1, 0 or +1"),
+            (~(self.stop[rows, cols] > 0), "stop must be a positive price distance where direction != 0"),
+            (~np.isfinite(self.score[rows, cols]), "score must be finite where direction != 0"),
+            (~(np.isnan(target) | (target > 0)), "target must be NaN or a positive R multiple"),
+            (~market.listed[rows, cols], "signal on a bar where the coin is not listed"),
+        ]
         for name, names in (("session", SESSIONS), ("regime", REGIMES), ("vol_bucket", VOL_BUCKETS)):
-            arr = getattr(self, name)
-            bad = active & ((arr < 0) | (arr >= len(names)))
+            code = getattr(self, name)[rows, cols]
+            checks.append(((code < 0) | (code >= len(names)), f"{name} code outside 0..{len(names) - 1}"))
+        for bad, what in checks:
             if bad.any():
-                fail(bad, f"{name} code outside 0..{len(names) - 1}")
+                i = int(np.argmax(bad))
+                t, c = rows[i], cols[i]
+                raise SignalsError(
+                    f"{self.strategy}: {what} at coin {market.coins[c]} bar {t} "
+                    f"({market.index[t].isoformat()})"
+                )
         return self

@@ -8,6 +8,13 @@ Conventions (checked against vectorbt or a reference formula in tests/test_indic
 - `rsi`, `atr` and `adx` use Wilder's smoothing (alpha = 1/n) seeded with the simple mean of
   the first n values, as in Wilder (1978); vectorbt smooths with alpha = 2/(n+1) instead.
 - Standard deviations are population (ddof=0), as in Bollinger's bands and vectorbt's BBANDS.
+
+Shared across calls (a sweep evaluates many parameter sets on one market: EMA(21) of the same
+closes is computed once, not once per trial): an indicator of read-only inputs (a `columnar`
+market's arrays, or another cached indicator) is kept in a bounded per-process cache keyed by
+the indicator, its parameters and its inputs' identity, and returned read-only. Identity is
+safe because the inputs cannot change in place, and an entry dies with its inputs (weak
+references), so it never outlives, or crosses to, another market.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import numpy as np
 from harness.errors import ConfigError
 from harness.market import Market
 from strategies import indicators_nb as nb
+from strategies.indicator_cache import CACHE
 
 
 def _as2d(x: np.ndarray, what: str) -> tuple[np.ndarray, bool]:
@@ -45,29 +53,41 @@ def _out(a: np.ndarray, was_1d: bool) -> np.ndarray:
 
 
 def _apply1(x: np.ndarray, kind: int, n: int, what: str, minimum: int = 1) -> np.ndarray:
-    a, one = _as2d(x, what)
     n = _check_window(n, what, minimum)
-    out = nb.apply1_rows(a.T, kind, n).T if _by_rows(a) else nb.apply1_cols(a, kind, n)
-    return _out(out, one)
+
+    def compute() -> np.ndarray:
+        a, one = _as2d(x, what)
+        out = nb.apply1_rows(a.T, kind, n).T if _by_rows(a) else nb.apply1_cols(a, kind, n)
+        return _out(out, one)
+
+    return CACHE.get(("apply1", kind, n), (x,), compute)
 
 
 def _moments(x: np.ndarray, n: int, k: float, z: bool, what: str) -> tuple[np.ndarray, ...]:
-    a, one = _as2d(x, what)
     n = _check_window(n, what, 2)
-    if _by_rows(a):
-        res = tuple(r.T for r in nb.moments_rows(a.T, n, float(k), z))
-    else:
-        res = nb.moments_cols(a, n, float(k), z)
-    return tuple(_out(r, one) for r in (res[:1] if z else res))
+
+    def compute() -> tuple[np.ndarray, ...]:
+        a, one = _as2d(x, what)
+        if _by_rows(a):
+            res = tuple(r.T for r in nb.moments_rows(a.T, n, float(k), z))
+        else:
+            res = nb.moments_cols(a, n, float(k), z)
+        return tuple(_out(r, one) for r in (res[:1] if z else res))
+
+    return CACHE.get(("moments", n, float(k), z), (x,), compute)
 
 
-def _apply3(hlc: tuple[np.ndarray, ...], kind: int, n: int, one: bool) -> np.ndarray:
-    h, lo, c = hlc
-    if _by_rows(h, lo, c):
-        out = nb.apply3_rows(h.T, lo.T, c.T, kind, n).T
-    else:
-        out = nb.apply3_cols(h, lo, c, kind, n)
-    return _out(out, one)
+def _apply3(hlc: tuple[np.ndarray, ...], kind: int, n: int, one: bool,
+            inputs: tuple[np.ndarray, ...]) -> np.ndarray:
+    def compute() -> np.ndarray:
+        h, lo, c = hlc
+        if _by_rows(h, lo, c):
+            out = nb.apply3_rows(h.T, lo.T, c.T, kind, n).T
+        else:
+            out = nb.apply3_cols(h, lo, c, kind, n)
+        return _out(out, one)
+
+    return CACHE.get(("apply3", kind, n), inputs, compute)
 
 
 def ema(x: np.ndarray, span: int) -> np.ndarray:
@@ -121,7 +141,8 @@ def bollinger(close: np.ndarray, n: int = 20, k: float = 2.0) -> tuple[np.ndarra
     return _moments(close, n, k, False, "bollinger")
 
 
-def _hlc(market_or_hlc, what: str) -> tuple[tuple[np.ndarray, ...], bool]:
+def _hlc(market_or_hlc, what: str) -> tuple[tuple[np.ndarray, ...], bool, tuple]:
+    """(2-d high, low, close), whether they were 1-d, and the arrays as given (the cache key)."""
     if isinstance(market_or_hlc, Market):
         hlc = (market_or_hlc.high, market_or_hlc.low, market_or_hlc.close)
     else:
@@ -135,36 +156,38 @@ def _hlc(market_or_hlc, what: str) -> tuple[tuple[np.ndarray, ...], bool]:
     shapes = {a.shape for a, _ in arrs}
     if len(shapes) != 1:
         raise ConfigError(f"{what}: high, low and close have different shapes {sorted(shapes)}")
-    return tuple(a for a, _ in arrs), arrs[0][1]
+    return tuple(a for a, _ in arrs), arrs[0][1], hlc
 
 
 def true_range(market_or_hlc) -> np.ndarray:
-    hlc, one = _hlc(market_or_hlc, "true_range")
-    return _apply3(hlc, nb.TR, 1, one)
+    hlc, one, given = _hlc(market_or_hlc, "true_range")
+    return _apply3(hlc, nb.TR, 1, one, given)
 
 
 def atr(market_or_hlc, n: int = 14) -> np.ndarray:
     """Wilder ATR in price units; accepts a Market or (high, low, close)."""
-    hlc, one = _hlc(market_or_hlc, "atr")
-    return _apply3(hlc, nb.ATR, _check_window(n, "atr"), one)
+    hlc, one, given = _hlc(market_or_hlc, "atr")
+    return _apply3(hlc, nb.ATR, _check_window(n, "atr"), one, given)
 
 
 def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 14) -> np.ndarray:
     """Wilder ADX in [0, 100]; first value after 2n - 1 valid bars."""
-    hlc, one = _hlc((high, low, close), "adx")
-    return _apply3(hlc, nb.ADX, _check_window(n, "adx"), one)
+    hlc, one, given = _hlc((high, low, close), "adx")
+    return _apply3(hlc, nb.ADX, _check_window(n, "adx"), one, given)
 
 
 def crossed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """int8: +1 where `a` crossed above `b` at this bar (a > b now, a <= b one valid bar
     earlier), -1 where it crossed below, 0 otherwise (and on bars where either is NaN)."""
-    a = np.asarray(a, dtype=np.float64)
-    diff = a - np.asarray(b, dtype=np.float64)
-    prev = lag(diff, 1)
-    with np.errstate(invalid="ignore"):
-        up = (diff > 0) & (prev <= 0)
-        down = (diff < 0) & (prev >= 0)
-    return up.astype(np.int8) - down.astype(np.int8)
+    def compute() -> np.ndarray:
+        diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        prev = lag(diff, 1)
+        with np.errstate(invalid="ignore"):
+            up = (diff > 0) & (prev <= 0)
+            down = (diff < 0) & (prev >= 0)
+        return up.astype(np.int8) - down.astype(np.int8)
+
+    return CACHE.get(("crossed",), (a, b), compute)
 
 
 def any_within(event: np.ndarray, k: int, valid: np.ndarray) -> np.ndarray:

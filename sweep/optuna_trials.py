@@ -34,9 +34,14 @@ ORPHAN_GRACE_S = 600.0  # a RUNNING trial this old with no owner was asked by a 
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE is multivariate: one joint model per ask instead of one per parameter (an ask cost
+    ~300 ms of CPU over 500 trials of momentum's 18 parameters, ~45 ms multivariate), and it
+    models how parameters act together. Within a batch (asked before any is told) the constant
+    liar counts the batch's running trials as bad, so its members spread out instead of
+    crowding the current optimum: a batch explores more and exploits the latest results less."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":

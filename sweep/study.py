@@ -256,10 +256,22 @@ def best_trial(results_dir: Path, strategy: str, harness: str, data_fingerprint:
     return df.iloc[0].to_dict() if len(df) else None
 
 
+def _largest(caches: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The indicator cache of the worker holding the most (memory is per process)."""
+    return max(caches.values(), key=lambda c: c["mb"], default={})
+
+
 def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | None = None,
               on_start: Callable[[Context, int], None] | None = None) -> Outcome:
     """Run (or resume) the study; `report` receives progress events, `on_start(ctx, done)` first."""
-    report = report or (lambda e: None)
+    user_report = report or (lambda e: None)
+    caches: dict[int, dict[str, Any]] = {}  # per worker process: its indicator cache, last seen
+
+    def report(event: dict[str, Any]) -> None:
+        if "indicator_cache" in event:
+            caches[event["pid"]] = event["indicator_cache"]
+        user_report(event)
+
     run_id = results.new_id()
     ctx = prepare(cfg, run_id, market)
     study = open_study(ctx)
@@ -288,6 +300,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     best = best_score(cfg.results, ctx.study_name)
     done_now = count_evaluated(study) - done_before
     write_run(ctx, status, started, {"best_score": best, "trials_done": done_now,
-                                     "seconds": round(seconds, 3)}, finished=True)
+                                     "seconds": round(seconds, 3),
+                                     "indicator_cache": _largest(caches)}, finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
                    ctx.market.label, reconciled, before)

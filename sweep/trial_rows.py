@@ -124,31 +124,45 @@ def trial_row(r: TrialResult, prov: Provenance, command: str, strategy: str) -> 
     return row
 
 
-def returns_frame(r: TrialResult, prov: Provenance) -> pd.DataFrame:
-    ev = r.evaluation
-    if ev is None or ev.daily_returns is None or len(ev.daily_returns) == 0:
-        return pd.DataFrame()
-    s = ev.daily_returns
-    idx = pd.DatetimeIndex(s.index) if not isinstance(s.index, pd.DatetimeIndex) else s.index
-    if idx.tz is not None:
-        idx = idx.tz_convert("UTC").tz_localize(None)
-    return pd.DataFrame({
-        **prov.row(), "study": r.study, "trial": r.trial,
-        "date": idx.normalize().date, "ret": np.asarray(s.to_numpy(), dtype=np.float64),
-    })
+def _with_head(frames: list[pd.DataFrame], batch: list[TrialResult], prov: Provenance,
+               drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The frames of a batch's trials as one table, led by the provenance, study and trial
+    columns: one concat per batch, not one per trial."""
+    lens = [len(f) for f in frames]
+    body = pd.concat(frames, ignore_index=True)
+    body = body.drop(columns=[c for c in drop + tuple(prov.row()) if c in body.columns])
+    head = pd.DataFrame({**prov.row(), "study": np.repeat([r.study for r in batch], lens),
+                         "trial": np.repeat(np.array([r.trial for r in batch], dtype=np.int64), lens)},
+                        index=body.index)
+    return pd.concat([head, body], axis=1)
 
 
-def trades_frame(r: TrialResult, prov: Provenance) -> pd.DataFrame:
-    ev = r.evaluation
-    if ev is None or ev.trades is None or len(ev.trades) == 0:
+def trades_table(batch: list[TrialResult], prov: Provenance) -> pd.DataFrame:
+    """Every trade of the batch (the harness names its friction tag `friction`; the tables call
+    it sim_model_version, which the provenance carries)."""
+    keep = [r for r in batch if r.evaluation is not None and r.evaluation.trades is not None
+            and len(r.evaluation.trades)]
+    if not keep:
         return pd.DataFrame()
-    t = ev.trades.reset_index(drop=True)
-    # the harness names its friction tag `friction`; the tables call it sim_model_version
-    t = t.drop(columns=[c for c in ("friction", "study", "trial") if c in t.columns])
-    clash = [c for c in prov.row() if c in t.columns]
-    t = t.drop(columns=clash)
-    head = pd.DataFrame({**prov.row(), "study": r.study, "trial": r.trial}, index=t.index)
-    return pd.concat([head, t], axis=1)
+    return _with_head([r.evaluation.trades for r in keep], keep, prov,
+                      drop=("friction", "study", "trial"))
+
+
+def returns_table(batch: list[TrialResult], prov: Provenance) -> pd.DataFrame:
+    """The daily out-of-sample returns of every trial of the batch."""
+    keep = [r for r in batch if r.evaluation is not None and r.evaluation.daily_returns is not None
+            and len(r.evaluation.daily_returns)]
+    if not keep:
+        return pd.DataFrame()
+    frames = []
+    for r in keep:
+        s = r.evaluation.daily_returns
+        idx = pd.DatetimeIndex(s.index)
+        if idx.tz is not None:
+            idx = idx.tz_convert("UTC").tz_localize(None)
+        frames.append(pd.DataFrame({"date": idx.normalize().date,
+                                    "ret": np.asarray(s.to_numpy(), dtype=np.float64)}))
+    return _with_head(frames, keep, prov)
 
 
 def write_trials(results_dir: Path, batch: list[TrialResult], prov: Provenance, command: str,
@@ -157,12 +171,11 @@ def write_trials(results_dir: Path, batch: list[TrialResult], prov: Provenance, 
     if not batch:
         return None
     batch_id = results.new_id()
-    trades = [f for f in (trades_frame(r, prov) for r in batch) if len(f)]
-    rets = [f for f in (returns_frame(r, prov) for r in batch) if len(f)]
-    if trades:
-        results.write_batch(results_dir, "trades", pd.concat(trades, ignore_index=True), batch_id)
-    if rets:
-        results.write_batch(results_dir, "trial_returns", pd.concat(rets, ignore_index=True), batch_id)
+    trades, rets = trades_table(batch, prov), returns_table(batch, prov)
+    if len(trades):
+        results.write_batch(results_dir, "trades", trades, batch_id)
+    if len(rets):
+        results.write_batch(results_dir, "trial_returns", rets, batch_id)
     rows = pd.DataFrame([trial_row(r, prov, command, strategy) for r in batch])
     results.write_batch(results_dir, "trials", rows, batch_id)
     return batch_id

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from harness.errors import HarnessError
 from harness.evaluate import evaluate_batch
+from strategies.indicator_cache import CACHE
 from sweep.optuna_trials import (
     ask_owned,
     constrain,
@@ -163,7 +164,8 @@ def worker_loop(ctx: Context, study: optuna.Study, report: Report, stop: Callabl
         good = [r.score for r in batch if r.evaluation is not None]
         ok += len(good)
         finite = [s for s in good if math.isfinite(s)]
-        report({"type": "batch", "n": len(batch), "best": max(finite) if finite else None})
+        report({"type": "batch", "n": len(batch), "best": max(finite) if finite else None,
+                "pid": os.getpid(), "indicator_cache": CACHE.stats()})
         if ok == 0:
             errors = sorted({r.error for r in batch if r.error})
             raise HarnessError(f"every trial of the first batch failed: {errors[0] if errors else '?'}")

@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 from harness.errors import HarnessError
 from harness.sources import load_market
 from sweep import results
-from sweep.storage import open_storage, storage_url
 from sweep.optuna_trials import count_evaluated, open_study, reconcile
+from sweep.storage import open_storage, storage_url
 from sweep.study import StudyConfig, prepare, run_study
 from sweep.trial_rows import TrialResult, write_trials
 
