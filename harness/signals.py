@@ -7,6 +7,7 @@ the names below are the one home of their meaning.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -88,42 +89,64 @@ class Signals:
         return Signals(self.strategy, **{n: getattr(self, n)[start:stop] for n in self.array_names()})
 
     def validate(self, market: Market) -> Signals:
-        """Raise SignalsError naming strategy, coin and bar for the first breach."""
+        """Raise SignalsError naming strategy, coin and bar for the first breach of the contract:
+        every array's type, shape and dtype, then CELL_RULES on every cell that signals."""
         shape = (market.n_bars, market.n_coins)
         for name in self.array_names():
-            arr = getattr(self, name)
-            if not isinstance(arr, np.ndarray):
-                raise SignalsError(f"{self.strategy}: Signals.{name} is {type(arr).__name__}, not a numpy array")
-            if arr.shape != shape:
-                raise SignalsError(
-                    f"{self.strategy}: Signals.{name} has shape {arr.shape}, the market is {shape} "
-                    "(n_bars, n_coins): build signals from the same Market you evaluate"
-                )
-            if arr.dtype != self.DTYPES[name]:
-                raise SignalsError(
-                    f"{self.strategy}: Signals.{name} has dtype {arr.dtype}, expected "
-                    f"{np.dtype(self.DTYPES[name])}"
-                )
-        # every rule below is about the signal cells (C order, so the first breach is named)
+            check_array(self.strategy, name, getattr(self, name), shape)
         rows, cols = np.nonzero(self.direction)
-        d = self.direction[rows, cols].astype(np.int16)
-        target = self.target[rows, cols]
-        checks = [
-            (np.abs(d) != 1, "direction must be -1, 0 or +1"),
-            (~(self.stop[rows, cols] > 0), "stop must be a positive price distance where direction != 0"),
-            (~np.isfinite(self.score[rows, cols]), "score must be finite where direction != 0"),
-            (~(np.isnan(target) | (target > 0)), "target must be NaN or a positive R multiple"),
-            (~market.listed[rows, cols], "signal on a bar where the coin is not listed"),
-        ]
-        for name, names in (("session", SESSIONS), ("regime", REGIMES), ("vol_bucket", VOL_BUCKETS)):
-            code = getattr(self, name)[rows, cols]
-            checks.append(((code < 0) | (code >= len(names)), f"{name} code outside 0..{len(names) - 1}"))
-        for bad, what in checks:
-            if bad.any():
-                i = int(np.argmax(bad))
-                t, c = rows[i], cols[i]
-                raise SignalsError(
-                    f"{self.strategy}: {what} at coin {market.coins[c]} bar {t} "
-                    f"({market.index[t].isoformat()})"
-                )
+        cells = {name: getattr(self, name)[rows, cols] for name in RULE_FIELDS}
+        cells["listed"] = market.listed[rows, cols]
+        hit = first_breach(cells)
+        if hit is not None:
+            i, what = hit
+            raise SignalsError(breach(self.strategy, what, market, int(rows[i]), int(cols[i])))
         return self
+
+
+# The contract on the cells that signal (direction != 0), in one home: `Signals.validate` applies
+# it to every such cell, `harness.simulate` to the event cells it gathers for the kernel (the same
+# cells, read sparsely, which is what keeps a batch of many sets cheap). `cells` maps each field
+# of RULE_FIELDS, plus `listed` (the market's mask), to its values at those cells.
+CellRule = tuple[Callable[[Mapping[str, np.ndarray]], np.ndarray], str]
+
+
+def _code_rule(name: str, names: tuple[str, ...]) -> CellRule:
+    return (lambda c: (c[name] < 0) | (c[name] >= len(names)), f"{name} code outside 0..{len(names) - 1}")
+
+
+CELL_RULES: tuple[CellRule, ...] = (
+    (lambda c: np.abs(c["direction"].astype(np.int16)) != 1, "direction must be -1, 0 or +1"),
+    (lambda c: ~(np.isfinite(c["stop"]) & (c["stop"] > 0)),
+     "stop must be a positive finite price distance where direction != 0"),
+    (lambda c: ~np.isfinite(c["score"]), "score must be finite where direction != 0"),
+    (lambda c: ~(np.isnan(c["target"]) | (c["target"] > 0)), "target must be NaN or a positive R multiple"),
+    (lambda c: ~(np.isnan(c["trail"]) | (c["trail"] > 0)), "trail must be NaN or a positive R distance"),
+    (lambda c: c["hold"] < 0, "hold must be >= 0 bars"),
+    (lambda c: ~c["listed"], "signal on a bar where the coin is not listed"),
+    _code_rule("session", SESSIONS), _code_rule("regime", REGIMES), _code_rule("vol_bucket", VOL_BUCKETS),
+)
+RULE_FIELDS = ("direction", "stop", "score", "target", "trail", "hold", "session", "regime", "vol_bucket")
+
+
+def first_breach(cells: Mapping[str, np.ndarray]) -> tuple[int, str] | None:
+    """(index into the cells, what is wrong) of the first rule any cell breaks, else None."""
+    for rule, what in CELL_RULES:
+        bad = rule(cells)
+        if bad.any():
+            return int(np.argmax(bad)), what
+    return None
+
+
+def breach(strategy: str, what: str, market: Market, bar: int, coin: int) -> str:
+    return f"{strategy}: {what} at coin {market.coins[coin]} bar {bar} ({market.index[bar].isoformat()})"
+
+
+def check_array(strategy: str, name: str, arr: object, shape: tuple[int, int]) -> None:
+    """One Signals array must be a numpy array of the market's shape and the field's dtype."""
+    dtype = np.dtype(Signals.DTYPES[name])
+    if isinstance(arr, np.ndarray) and arr.shape == shape and arr.dtype == dtype:
+        return
+    got = f"{arr.shape} {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
+    raise SignalsError(f"{strategy}: Signals.{name} is {got}, expected {shape} {dtype} "
+                       "(n_bars, n_coins): build signals from the same Market you evaluate")

@@ -23,7 +23,16 @@ from harness.friction import Friction, get_friction
 from harness.margin import max_leverage as coin_max_leverage
 from harness.market import Market
 from harness.metrics import Metrics
-from harness.signals import REGIMES, SESSIONS, VOL_BUCKETS, Signals
+from harness.signals import (
+    REGIMES,
+    RULE_FIELDS,
+    SESSIONS,
+    VOL_BUCKETS,
+    Signals,
+    breach,
+    check_array,
+    first_breach,
+)
 
 EXIT_REASONS = L.EXIT_REASONS
 TRADE_COLUMNS = (
@@ -133,14 +142,9 @@ class _Field:
 
 def _check_shapes(fields: dict[str, _Field], market: Market) -> None:
     shape = (market.n_bars, market.n_coins)
-    for name, dt in Signals.DTYPES.items():
+    for name in Signals.DTYPES:
         for arr, s in zip(fields[name].arrays, fields[name].sets, strict=True):
-            if not isinstance(arr, np.ndarray) or arr.shape != shape or arr.dtype != dt:
-                got = f"{arr.shape} {arr.dtype}" if isinstance(arr, np.ndarray) else type(arr).__name__
-                raise SignalsError(
-                    f"{s.strategy}: Signals.{name} is {got}, expected {shape} {np.dtype(dt)}: "
-                    "build signals from the same Market you simulate"
-                )
+            check_array(s.strategy, name, arr, shape)
 
 
 def _nonzero(f: _Field, n_sets: int, cells: int
@@ -186,30 +190,13 @@ def _events(sigs: Sequence[Signals], market: Market) -> dict[str, np.ndarray]:
     _check_shapes(fields, market)
     p_idx, flat, direction, ptr = _nonzero(fields["direction"], len(sigs), cells)
     ev = {"ev_ptr": ptr, "ev_bar": flat // n_coins, "ev_coin": flat % n_coins, "direction": direction}
-    for name in ("stop", "target", "score", "setup", "hold", "trail", "session", "regime",
-                 "vol_bucket"):
+    for name in ("setup", *(n for n in RULE_FIELDS if n != "direction")):
         ev[name] = _gather(fields[name], p_idx, flat, ptr)
     bars, coins = ev["ev_bar"], ev["ev_coin"]
-    checks = (
-        (np.abs(ev["direction"].astype(np.int16)) != 1, "direction must be -1, 0 or +1"),
-        (~(np.isfinite(ev["stop"]) & (ev["stop"] > 0)), "stop must be a positive finite price distance where direction != 0"),
-        (~np.isfinite(ev["score"]), "score must be finite where direction != 0"),
-        (~(np.isnan(ev["target"]) | (ev["target"] > 0)), "target must be NaN or a positive R multiple"),
-        (~(np.isnan(ev["trail"]) | (ev["trail"] > 0)), "trail must be NaN or a positive R distance"),
-        (ev["hold"] < 0, "hold must be >= 0 bars"),
-        (~market.listed[bars, coins], "signal on a bar where the coin is not listed"),
-        ((ev["session"] < 0) | (ev["session"] >= len(SESSIONS)), f"session code outside 0..{len(SESSIONS) - 1}"),
-        ((ev["regime"] < 0) | (ev["regime"] >= len(REGIMES)), f"regime code outside 0..{len(REGIMES) - 1}"),
-        ((ev["vol_bucket"] < 0) | (ev["vol_bucket"] >= len(VOL_BUCKETS)), f"vol_bucket code outside 0..{len(VOL_BUCKETS) - 1}"),
-    )
-    for bad, what in checks:
-        if bad.any():
-            i = int(np.argmax(bad))
-            s = sigs[int(p_idx[i])]
-            raise SignalsError(
-                f"{s.strategy}: {what} at coin {market.coins[coins[i]]} bar {bars[i]} "
-                f"({market.index[bars[i]].isoformat()})"
-            )
+    hit = first_breach({**ev, "listed": market.listed[bars, coins]})
+    if hit is not None:
+        i, what = hit
+        raise SignalsError(breach(sigs[int(p_idx[i])].strategy, what, market, int(bars[i]), int(coins[i])))
     for name in ("session", "regime", "vol_bucket"):
         del ev[name]
     _, xflat, _, xptr = _nonzero(fields["exit"], len(sigs), cells)
