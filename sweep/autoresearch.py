@@ -19,10 +19,8 @@ import pandas as pd
 from harness.errors import ConfigError
 from strategies.base import param_specs
 from sweep import results
-from sweep.optuna_trials import worker_id
 from sweep.space import parse_value
-from sweep.study import Context, StudyConfig, best_comparable, prepare
-from sweep.study_identity import code_hash
+from sweep.study import Context, StudyConfig, best_comparable, prepare, write_run
 from sweep.trial_rows import TrialResult, write_trials
 from sweep.workers import evaluate_params
 
@@ -70,22 +68,6 @@ def _context(cfg: StudyConfig, label: str) -> Context:
     return dataclasses.replace(ctx, study_name=f"{label}:{ctx.strategy.name}:{run_id[:8]}")
 
 
-def _run_row(ctx: Context, command: str, n: int, summary: dict, started: Any) -> pd.DataFrame:
-    commit, dirty = results.git_state()
-    return pd.DataFrame([{
-        **ctx.prov.row(), "command": command, "strategy": ctx.strategy.name,
-        "study": ctx.study_name, "sampler": command, "search_space": results.to_json({}),
-        "interval": ctx.cfg.interval, "data_label": ctx.market.label,
-        "coins": ",".join(ctx.cfg.coins or ()), "data_locator": ctx.locator, "mode": ctx.cfg.mode, "n_coins": ctx.market.n_coins, "n_bars": ctx.market.n_bars,
-        "detail": ctx.cfg.detail or "",
-        "folds": results.to_json(ctx.cfg.fold_spec.record(ctx.folds)), "trials_target": n, "jobs": 1,
-        "storage": None, "code_hash": code_hash(), "git_dirty": dirty, "argv": ctx.cfg.argv,
-        "owner": worker_id(),
-        "status": "finished", "summary": results.to_json(summary), "started_at": started,
-        "finished_at": results.now(), "updated_at": results.now(),
-    }])
-
-
 @dataclass(frozen=True)
 class ScanOutcome:
     param: str
@@ -131,7 +113,7 @@ def scan(cfg: StudyConfig, param: str, values: list[str]) -> ScanOutcome:
     summary = {"param": param, "kept": cand[kept], "kept_score": float(scores[kept]),
                "incumbent": current, "incumbent_score": float(scores[base]),
                "incumbent_source": inc.source, "values": cand}
-    results.write_batch(cfg.results, "runs", _run_row(ctx, "scan", len(cand), summary, started))
+    write_run(ctx, "scan", "finished", started, summary, finished=True, trials_target=len(cand))
     return ScanOutcome(param, inc, batch, cand, kept, ctx.study_name, ctx.market.label)
 
 
@@ -181,5 +163,5 @@ def noise(cfg: StudyConfig, repeats: int = 8, step_bars: int | None = None) -> N
     summary = {"noise_std": std, "min": lo, "max": hi, "mean": mean, "repeats": repeats,
                "rejected": int(len(df) - len(finite)), "step_bars": step,
                "incumbent_source": inc.source, "params": dataclasses.asdict(inc.params)}
-    results.write_batch(cfg.results, "runs", _run_row(ctx, "noise", repeats, summary, started))
+    write_run(ctx, "noise", "finished", started, summary, finished=True, trials_target=repeats)
     return NoiseOutcome(inc, df, std, lo, hi, mean, ctx.market.label)

@@ -15,7 +15,7 @@ from rich.table import Table
 from harness.errors import HarnessError
 from schemas.candidates import Gates
 from sweep import results
-from sweep.promote import KillSpec, run_promotion  # also declares the promotions and lockbox tables
+from sweep.promote import KillSpec, run_promotion
 
 _G, _K = Gates(), KillSpec()  # the option defaults are DESIGN section 9's thresholds, defined there
 

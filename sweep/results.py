@@ -3,7 +3,8 @@
 Layout: `<results>/<table>/<batch>.parquet`, one file per finished batch, written atomically
 (temp file, fsync, rename), so a killed writer loses at most the batch in flight and readers
 never see half a file. `<results>/results.duckdb` holds one view per table, refreshed on every
-`connect()`. Adding a table is one `register_table(...)` call; its schema is its documentation
+`connect()`. Every table and view is registered here, so a notebook's `connect()` sees them all
+(the executor's ledgers as paper_* views too); a table's schema is its documentation
 (`python -m sweep sql --schema`).
 
 Rows of a dependent table (`commit_with="trials"`) are visible only once the `trials` file of
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import pyarrow as pa
 
 from harness.atomic import atomic_write_parquet
 from harness.errors import ConfigError, HarnessError
+from sweep.ledger_views import PAPER_TABLES, ledger_frame, snapshot_sql
 
 DEFAULT_RESULTS = Path("results")
 DB_NAME = "results.duckdb"
@@ -168,6 +170,96 @@ TRADES = register_table("trades", (
 ), "Closed out-of-sample trades of each trial (base friction): every column of the harness "
    "trade record (strategy, coin, side, entry_ts, exit_ts, r_multiple, pnl, fees, funding, "
    "exit_reason, session, regime, vol_bucket, ...).", extra_ok=True, commit_with="trials")
+
+register_table("promotions", (
+    ("generated_at", "ts", "UTC time of the promote run (run_id is its id)"),
+    ("out", "str", "the candidates file written"),
+    ("strategy", "str", "bucket: strategy"),
+    ("side", "str", "bucket: long | short"),
+    ("session", "str", "bucket: session of the decision bar"),
+    ("regime", "str", "bucket: BTC regime"),
+    ("vol_bucket", "str", "bucket: ATR(14)/ATR(100) bucket"),
+    ("promoted", "bool", "every gate held"),
+    ("failed_gate", "str", "first failed gate: n | t | p | dsr | spa | oos_loss | stress | lockbox "
+                           "(null: promoted)"),
+    ("failed_value", "float", "the number that failed (null: not a number)"),
+    ("threshold", "float", "the threshold it failed"),
+    ("reason", "str", "why, with the numbers and by how much"),
+    ("n", "int", "closed OOS trades, one per (coin, entry_ts, side)"),
+    ("mean_r", "float", "mean R per trade"),
+    ("t_stat", "float", "t-stat of R"),
+    ("p_value", "float", "one-sided p of mean R > 0"),
+    ("p_corrected", "float", "after the correction over the run's examined buckets"),
+    ("correction", "str", "holm | bh"),
+    ("m_tests", "int", "buckets examined in the run (the correction's m)"),
+    ("win_rate", "float", "share of trades with R > 0"),
+    ("sharpe", "float", "daily-R Sharpe of the bucket, annualized with 365 days"),
+    ("max_dd_r", "float", "max drawdown of cumulative R"),
+    ("trial_sharpe", "float", "the selected trial's OOS Sharpe (study level)"),
+    ("dsr", "float", "DSR of the selected trial, N effective"),
+    ("spa_p", "float", "Hansen's SPA p over the study's trials"),
+    ("p_oos_loss", "float", "CSCV: share of splits where the in-sample best loses OOS"),
+    ("pbo", "float", "PBO of the study (CSCV), reported"),
+    ("n_trials", "int", "trials in the ledger for the strategy and harness hash"),
+    ("n_trials_effective", "float", "effective N of the study"),
+    ("stress_mean_r", "float", "mean R under fee stress (null: not reached)"),
+    ("lockbox_n", "int", "the bucket's lockbox trades (null: not reached)"),
+    ("lockbox_mean_r", "float", "their mean R"),
+    ("lockbox_mde", "float", "smallest negative mean R the lockbox test would catch (80% power)"),
+    ("lockbox_side_n", "int", "the candidate's lockbox trades on the bucket's side"),
+    ("lockbox_side_mean_r", "float", "their mean R"),
+    ("study", "str", "study of the bucket's best-ranked trial (its params)"),
+    ("trial", "int", "that trial's number"),
+    ("pooled_trials", "int", "top trials that contributed trades"),
+    ("n_shadow", "int", "paper shadow trades pooled into n (current friction)"),
+    ("coins", "json", "coins the bucket traded"),
+), "One row per bucket `sweep promote` considered, promoted or not, with the first failed gate.")
+
+register_table("lockbox_touches", (
+    ("touched_at", "ts", "UTC time, written BEFORE the lockbox is evaluated (run_id: the promote run)"),
+    ("strategy", "str", "candidate: strategy"),
+    ("params_hash", "str", "candidate: sha256 of its params JSON (16 hex)"),
+    ("study", "str", "the trial whose params these are"),
+    ("trial", "int", "its number"),
+    ("params", "json", "the params"),
+    ("lockbox_start", "ts", "first lockbox bar (open time)"),
+    ("lockbox_end", "ts", "last lockbox bar (open time)"),
+), "Every lockbox read, logged before it happens: one per candidate (strategy, params, harness, "
+   "data, friction), ever.")
+
+register_table("lockbox_reads", (
+    ("read_at", "ts", "UTC time the result was logged (run_id: the promote run)"),
+    ("strategy", "str", "candidate: strategy"),
+    ("params_hash", "str", "candidate: params hash"),
+    ("n", "int", "closed lockbox trades, every coin and bucket"),
+    ("trades", "json", "those trades: coin, side, session, regime, vol_bucket, entry_ts, exit_ts, r"),
+), "What each lockbox read found; later promote runs reuse it instead of reading again.")
+
+CAUSALITY = register_table("causality", (
+    ("run_id", "str", "the command that ran the gate (sweep run, scan, noise or check)"),
+    ("strategy", "str", "registered strategy name"),
+    ("code_hash", "str", "sweep.study.code_hash(strategy): its module and what it imports from strategies/"),
+    ("gate", "str", "hash of the gate's own code (sweep/causality.py): a new gate re-checks"),
+    ("harness_hash", "str", "harness.manifest.harness_hash()"),
+    ("data_fingerprint", "str", "Market.fingerprint of the whole market the sample was cut from"),
+    ("data_label", "str", "data source"),
+    ("interval", "str", "bar interval"),
+    ("n_coins", "int", "coins in the sample (all of the market's)"),
+    ("n_bars", "int", "bars in the sample (the last bars before the lockbox)"),
+    ("cuts", "int", "cut bars per parameter set, about half on bars that signal"),
+    ("param_sets", "int", "the defaults plus sets sampled from the search space"),
+    ("signals", "int", "signalling cells compared (both modes, every set)"),
+    ("passed", "bool", "no array at or before any cut changed"),
+    ("failure", "str", "the first difference (array, bar, coin, cut, mode, params), null when passed"),
+    ("seconds", "float", "wall time of the gate"),
+    ("git_commit", "str", "HEAD of the repository"),
+    ("checked_at", "ts", "UTC"),
+), "One row per causality gate run; a verdict is reused for the same strategy code, data, "
+   "harness and gate (the cache `sweep run` consults before its first trial).", provenance=False)
+
+for _paper in PAPER_TABLES:  # the executor's ledgers, snapshotted when a connection opens
+    register_view(f"paper_{_paper}", partial(snapshot_sql, table=_paper),
+                  partial(ledger_frame, table=_paper))
 
 
 def data_locator(data: str | Path | None, market: Any) -> str:

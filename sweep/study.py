@@ -180,19 +180,24 @@ class Outcome:
         return self.done_now / self.seconds if self.seconds > 0 else 0.0
 
 
-def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: bool) -> dict:
+def run_row(ctx: Context, command: str, status: str, started: Any, summary: dict,
+            finished: bool, trials_target: int | None = None) -> dict:
+    """The `runs` row of a command on `ctx`: a study (`run`) records its sampler, space, budget,
+    workers and storage; `scan` and `noise` their name and `trials_target` candidates."""
     cfg = ctx.cfg
-    commit, dirty = results.git_state()
+    study = command == "run"
+    _, dirty = results.git_state()
     return {
-        **ctx.prov.row(), "command": "run", "strategy": ctx.strategy.name,
-        "study": ctx.study_name, "sampler": cfg.sampler,
-        "search_space": results.to_json(ctx.space.to_json()), "interval": cfg.interval,
-        "data_label": ctx.market.label, "coins": ",".join(cfg.coins or ()), "mode": cfg.mode,
-        "data_locator": ctx.locator,
+        **ctx.prov.row(), "command": command, "strategy": ctx.strategy.name,
+        "study": ctx.study_name, "sampler": cfg.sampler if study else command,
+        "search_space": results.to_json(ctx.space.to_json() if study else {}),
+        "interval": cfg.interval, "data_label": ctx.market.label,
+        "coins": ",".join(cfg.coins or ()), "data_locator": ctx.locator, "mode": cfg.mode,
         "n_coins": ctx.market.n_coins,
         "n_bars": ctx.market.n_bars, "folds": results.to_json(cfg.fold_spec.record(ctx.folds)),
-        "detail": cfg.detail or "", "trials_target": cfg.trials, "jobs": cfg.jobs,
-        "storage": redact(storage_url(cfg.storage, cfg.results, ctx.study_name)),
+        "detail": cfg.detail or "", "trials_target": cfg.trials if study else trials_target,
+        "jobs": cfg.jobs if study else 1,
+        "storage": redact(storage_url(cfg.storage, cfg.results, ctx.study_name)) if study else None,
         "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,
         "owner": worker_id(),
         "summary": results.to_json(summary), "started_at": started,
@@ -200,11 +205,11 @@ def _run_row(ctx: Context, status: str, started: Any, summary: dict, finished: b
     }
 
 
-def write_run(ctx: Context, status: str, started: Any, summary: dict | None = None,
-              finished: bool = False) -> None:
+def write_run(ctx: Context, command: str, status: str, started: Any, summary: dict | None = None,
+              finished: bool = False, trials_target: int | None = None) -> None:
     import pandas as pd
 
-    row = _run_row(ctx, status, started, summary or {}, finished)
+    row = run_row(ctx, command, status, started, summary or {}, finished, trials_target)
     results.write_batch(ctx.cfg.results, "runs", pd.DataFrame([row]))
 
 
@@ -280,7 +285,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     done_before = count_evaluated(study)
     before = best_comparable(ctx, exclude_study=ctx.study_name)
     started = results.now()
-    write_run(ctx, "running", started)
+    write_run(ctx, "run", "running", started)
     if on_start:
         on_start(ctx, done_before)
     t0 = time.monotonic()
@@ -294,13 +299,13 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     except KeyboardInterrupt:
         status = "interrupted"
     except BaseException:
-        write_run(ctx, "failed", started, {}, finished=True)
+        write_run(ctx, "run", "failed", started, {}, finished=True)
         raise
     seconds = time.monotonic() - t0
     best = best_score(cfg.results, ctx.study_name)
     done_now = count_evaluated(study) - done_before
-    write_run(ctx, status, started, {"best_score": best, "trials_done": done_now,
-                                     "seconds": round(seconds, 3),
-                                     "indicator_cache": _largest(caches)}, finished=True)
+    write_run(ctx, "run", status, started, {"best_score": best, "trials_done": done_now,
+                                            "seconds": round(seconds, 3),
+                                            "indicator_cache": _largest(caches)}, finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
                    ctx.market.label, reconciled, before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -11,7 +12,6 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from _executor_helpers import every_bucket, feed_bars, ohlc_market, scripted_strategy, start_engine
 
 from executor import cli, report
@@ -20,7 +20,7 @@ from executor.health import HealthServer
 from harness.simulate import SimConfig
 from schemas import ledgers
 from strategies import base
-from sweep import ledger_cli, results
+from sweep import results
 
 INITIAL = 10_000.0
 
@@ -164,7 +164,12 @@ def test_ledger_views_in_sweep_sql(ledger_with_trades, tmp_path):
     ledgers.register_ledger(res, ledger_with_trades.ledger.path)
     ledgers.register_ledger(res, ledger_with_trades.ledger.path)  # once per path
     assert len((res / ledgers.LEDGERS_FILE).read_text().splitlines()) == 1
-    ledger_cli.register(typer.Typer())
+    # a notebook imports results alone: every table and view is registered there
+    probe = ("import sys; from sweep import results; "
+             "print(results.query(sys.argv[1], 'SELECT count(*) AS n FROM paper_positions').n[0])")
+    done = subprocess.run([sys.executable, "-c", probe, str(res)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
     df = results.query(res, "SELECT status, count(*) AS n FROM paper_positions GROUP BY 1 ORDER BY 1")
     assert df.values.tolist() == [["closed", 2], ["open", 1]]
     ts = results.query(res, "SELECT typeof(ts) AS t, count(*) AS n FROM paper_equity GROUP BY 1")

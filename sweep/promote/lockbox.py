@@ -40,26 +40,6 @@ from sweep.promote.rerun import StrategyRun
 POWER = 0.8
 TRADE_COLS = ("coin", "side", "session", "regime", "vol_bucket", "entry_ts", "exit_ts", "r")
 
-results.register_table("lockbox_touches", (
-    ("touched_at", "ts", "UTC time, written BEFORE the lockbox is evaluated (run_id: the promote run)"),
-    ("strategy", "str", "candidate: strategy"),
-    ("params_hash", "str", "candidate: sha256 of its params JSON (16 hex)"),
-    ("study", "str", "the trial whose params these are"),
-    ("trial", "int", "its number"),
-    ("params", "json", "the params"),
-    ("lockbox_start", "ts", "first lockbox bar (open time)"),
-    ("lockbox_end", "ts", "last lockbox bar (open time)"),
-), "Every lockbox read, logged before it happens: one per candidate (strategy, params, harness, "
-   "data, friction), ever.")
-
-results.register_table("lockbox_reads", (
-    ("read_at", "ts", "UTC time the result was logged (run_id: the promote run)"),
-    ("strategy", "str", "candidate: strategy"),
-    ("params_hash", "str", "candidate: params hash"),
-    ("n", "int", "closed lockbox trades, every coin and bucket"),
-    ("trades", "json", "those trades: coin, side, session, regime, vol_bucket, entry_ts, exit_ts, r"),
-), "What each lockbox read found; later promote runs reuse it instead of reading again.")
-
 
 def read_lockbox(s: StrategyRun, ref: TrialRef) -> pd.DataFrame:
     """Evaluate the trial on the lockbox (the only place in sweep that does): its closed trades."""

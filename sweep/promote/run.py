@@ -52,7 +52,7 @@ class PromotionReport:
 def shadow_trades(results_dir: Path, friction: str) -> pd.DataFrame:
     """The paper ledgers' shadow trades under `friction`, normalized, one per strategy and
     TRADE_KEY (the first registered ledger's); empty when there are none."""
-    from sweep.ledger_cli import read_ledger_table
+    from sweep.ledger_views import read_ledger_table
 
     frames = [f for f in (read_ledger_table(p, "shadow_trades") for p in ledger_paths(results_dir)) if f is not None]
     frames = [f[f["friction"] == friction] for f in frames]

@@ -19,50 +19,6 @@ from sweep.promote.evidence import BUCKET_KEY, StudyEvidence, max_drawdown_r
 from sweep.promote.gates import BucketCase
 from sweep.promote.rerun import StrategyRun
 
-results.register_table("promotions", (
-    ("generated_at", "ts", "UTC time of the promote run (run_id is its id)"),
-    ("out", "str", "the candidates file written"),
-    ("strategy", "str", "bucket: strategy"),
-    ("side", "str", "bucket: long | short"),
-    ("session", "str", "bucket: session of the decision bar"),
-    ("regime", "str", "bucket: BTC regime"),
-    ("vol_bucket", "str", "bucket: ATR(14)/ATR(100) bucket"),
-    ("promoted", "bool", "every gate held"),
-    ("failed_gate", "str", "first failed gate: n | t | p | dsr | spa | oos_loss | stress | lockbox "
-                           "(null: promoted)"),
-    ("failed_value", "float", "the number that failed (null: not a number)"),
-    ("threshold", "float", "the threshold it failed"),
-    ("reason", "str", "why, with the numbers and by how much"),
-    ("n", "int", "closed OOS trades, one per (coin, entry_ts, side)"),
-    ("mean_r", "float", "mean R per trade"),
-    ("t_stat", "float", "t-stat of R"),
-    ("p_value", "float", "one-sided p of mean R > 0"),
-    ("p_corrected", "float", "after the correction over the run's examined buckets"),
-    ("correction", "str", "holm | bh"),
-    ("m_tests", "int", "buckets examined in the run (the correction's m)"),
-    ("win_rate", "float", "share of trades with R > 0"),
-    ("sharpe", "float", "daily-R Sharpe of the bucket, annualized with 365 days"),
-    ("max_dd_r", "float", "max drawdown of cumulative R"),
-    ("trial_sharpe", "float", "the selected trial's OOS Sharpe (study level)"),
-    ("dsr", "float", "DSR of the selected trial, N effective"),
-    ("spa_p", "float", "Hansen's SPA p over the study's trials"),
-    ("p_oos_loss", "float", "CSCV: share of splits where the in-sample best loses OOS"),
-    ("pbo", "float", "PBO of the study (CSCV), reported"),
-    ("n_trials", "int", "trials in the ledger for the strategy and harness hash"),
-    ("n_trials_effective", "float", "effective N of the study"),
-    ("stress_mean_r", "float", "mean R under fee stress (null: not reached)"),
-    ("lockbox_n", "int", "the bucket's lockbox trades (null: not reached)"),
-    ("lockbox_mean_r", "float", "their mean R"),
-    ("lockbox_mde", "float", "smallest negative mean R the lockbox test would catch (80% power)"),
-    ("lockbox_side_n", "int", "the candidate's lockbox trades on the bucket's side"),
-    ("lockbox_side_mean_r", "float", "their mean R"),
-    ("study", "str", "study of the bucket's best-ranked trial (its params)"),
-    ("trial", "int", "that trial's number"),
-    ("pooled_trials", "int", "top trials that contributed trades"),
-    ("n_shadow", "int", "paper shadow trades pooled into n (current friction)"),
-    ("coins", "json", "coins the bucket traded"),
-), "One row per bucket `sweep promote` considered, promoted or not, with the first failed gate.")
-
 
 @dataclass(frozen=True)
 class KillSpec:

@@ -1,4 +1,5 @@
-"""The paper executor's ledgers as `sweep sql` views: paper_positions, paper_fills, ...
+"""The paper executor's ledgers as results views: paper_positions, paper_fills, ... (registered
+in sweep/results.py, so `sweep sql` and `results.connect()` from a notebook both see them).
 
 The executor registers each ledger it writes in `<results>/paper_ledgers.txt` (schemas.ledgers). DuckDB cannot
 read SQLite here without a downloaded extension, so each view is the table of every registered
@@ -11,16 +12,13 @@ frame itself, in results.duckdb a snapshot written atomically to
 from __future__ import annotations
 
 import sqlite3
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import typer
 
 from harness.atomic import atomic_write_parquet
 from schemas.ledgers import ledger_paths
-from sweep import results
 
 SNAPSHOT_DIR = ".paper"
 PAPER_TABLES = ("decisions", "orders", "fills", "positions", "funding", "equity", "bars",
@@ -72,10 +70,3 @@ def snapshot_sql(results_dir: Path, table: str) -> str | None:
                                   for f in arrow.schema]))
     atomic_write_parquet(arrow, path)
     return f"SELECT * FROM read_parquet('{str(path.resolve()).replace(chr(39), chr(39) * 2)}')"
-
-
-def register(app: typer.Typer) -> None:
-    """No command of its own: the paper_* views appear in `sweep sql`."""
-    for table in PAPER_TABLES:
-        results.register_view(f"paper_{table}", partial(snapshot_sql, table=table),
-                              partial(ledger_frame, table=table))
