@@ -108,6 +108,7 @@ def open_paper(opts: PaperOptions, now_ms: Callable[[], int] | None = None,
     start leaves no file and changes none. sleep is the feeds' pause (the command passes one
     that a stop cuts short); now_ms and feed_kw (HyperliquidFeed's timeout, max_tries, ...)
     are for tests."""
+    harness_hash()  # the freeze first: an edited harness refuses before anything is read
     check_options(opts)
     loaded = load_books(opts.candidates, opts.interval)
     if opts.detail is not None:

@@ -4,7 +4,8 @@
     python -m harness.manifest --write    # regenerate after an intended change (`make manifest`)
 
 `harness_hash()` (a short hash of the manifest and HARNESS_VERSION) goes on every results row;
-results with different hashes are never compared or promoted together.
+results with different hashes are never compared or promoted together. It refuses (one line naming
+the file) while a harness file differs from the manifest: the freeze is enforced at run time.
 """
 
 from __future__ import annotations
@@ -71,9 +72,27 @@ def verify(harness_dir: Path = HARNESS_DIR) -> list[str]:
     return sorted(name for name in set(recorded) | set(actual) if recorded.get(name) != actual.get(name))
 
 
+def frozen_error(changed: list[str]) -> str:
+    """The one line that refuses a run on an edited harness: which files, and the two fixes."""
+    names = ", ".join(f"harness/{n}" for n in changed[:3]) + (f" and {len(changed) - 3} more"
+                                                              if len(changed) > 3 else "")
+    verb = "differs" if len(changed) == 1 else "differ"
+    return (f"{names} {verb} from harness/{MANIFEST_NAME}: the harness is frozen; undo the edit "
+            "with `git checkout -- harness`, or for an intended change run `make manifest` "
+            "(a new harness hash: new studies, earlier results kept apart)")
+
+
 @lru_cache(maxsize=1)
 def harness_hash() -> str:
-    """Short hex hash of the manifest contents plus HARNESS_VERSION, recorded on results rows."""
+    """Short hex hash of the manifest contents plus HARNESS_VERSION, recorded on results rows.
+
+    Computed once per process and only when every harness file matches the manifest (otherwise
+    HarnessError naming the files and the fix), so no row carries the hash of a harness other
+    than the one that produced it. Every command that evaluates calls it first.
+    """
+    changed = verify()
+    if changed:
+        raise HarnessError(frozen_error(changed))
     manifest = load()
     h = hashlib.sha256(_render(manifest).encode())
     h.update(HARNESS_VERSION.encode())
@@ -98,8 +117,7 @@ def _main() -> None:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(1) from None
         if changed:
-            typer.echo(f"error: harness files differ from {MANIFEST_NAME}: {', '.join(changed)}; "
-                       f"{FIX}", err=True)
+            typer.echo(f"error: {frozen_error(changed)}", err=True)
             raise typer.Exit(1)
         typer.echo(f"harness {HARNESS_VERSION} matches {MANIFEST_NAME} (hash {harness_hash()})")
 

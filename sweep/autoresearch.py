@@ -19,8 +19,9 @@ import pandas as pd
 from harness.errors import ConfigError
 from strategies.base import param_specs
 from sweep import results
+from sweep.causality import Verdict
 from sweep.space import parse_value
-from sweep.study import Context, StudyConfig, best_comparable, prepare, write_run
+from sweep.study import Context, StudyConfig, best_comparable, ensure_causal, prepare, write_run
 from sweep.trial_rows import TrialResult, write_trials
 from sweep.workers import evaluate_params
 
@@ -62,10 +63,12 @@ def incumbent_of(params_cls: type, best: dict[str, Any] | None) -> Incumbent:
     return Incumbent(params, f"{best['study']} #{int(best['trial'])}", float(best["score"]))
 
 
-def _context(cfg: StudyConfig, label: str) -> Context:
+def _context(cfg: StudyConfig, label: str) -> tuple[Context, Verdict]:
+    """The command's context and the causality verdict its first evaluation waits for."""
     run_id = results.new_id()
     ctx = prepare(cfg, run_id)
-    return dataclasses.replace(ctx, study_name=f"{label}:{ctx.strategy.name}:{run_id[:8]}")
+    verdict = ensure_causal(ctx)
+    return dataclasses.replace(ctx, study_name=f"{label}:{ctx.strategy.name}:{run_id[:8]}"), verdict
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class ScanOutcome:
     kept_index: int
     study: str
     market_label: str
+    causality: Verdict
 
     @property
     def kept(self) -> TrialResult:
@@ -89,7 +93,7 @@ def scan(cfg: StudyConfig, param: str, values: list[str]) -> ScanOutcome:
     The incumbent's own value is always evaluated too, so the comparison is like for like; the
     kept value is the best score, the incumbent's on a tie or when all are rejected.
     """
-    ctx = _context(cfg, "scan")
+    ctx, verdict = _context(cfg, "scan")
     started = results.now()
     specs = {s.name: s for s in param_specs(ctx.strategy.params_cls)}
     if param not in specs:
@@ -114,7 +118,7 @@ def scan(cfg: StudyConfig, param: str, values: list[str]) -> ScanOutcome:
                "incumbent": current, "incumbent_score": float(scores[base]),
                "incumbent_source": inc.source, "values": cand}
     write_run(ctx, "scan", "finished", started, summary, finished=True, trials_target=len(cand))
-    return ScanOutcome(param, inc, batch, cand, kept, ctx.study_name, ctx.market.label)
+    return ScanOutcome(param, inc, batch, cand, kept, ctx.study_name, ctx.market.label, verdict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,7 @@ class NoiseOutcome:
     max: float
     mean: float
     market_label: str
+    causality: Verdict
 
 
 def noise(cfg: StudyConfig, repeats: int = 8, step_bars: int | None = None) -> NoiseOutcome:
@@ -136,7 +141,7 @@ def noise(cfg: StudyConfig, repeats: int = 8, step_bars: int | None = None) -> N
     """
     if repeats < 2:
         raise ConfigError(f"--repeats must be >= 2 to measure a spread, got {repeats}")
-    ctx = _context(cfg, "noise")
+    ctx, verdict = _context(cfg, "noise")
     started = results.now()
     inc = incumbent(ctx)
     plan = ctx.folds.split(ctx.market.n_bars)
@@ -164,4 +169,4 @@ def noise(cfg: StudyConfig, repeats: int = 8, step_bars: int | None = None) -> N
                "rejected": int(len(df) - len(finite)), "step_bars": step,
                "incumbent_source": inc.source, "params": dataclasses.asdict(inc.params)}
     write_run(ctx, "noise", "finished", started, summary, finished=True, trials_target=repeats)
-    return NoiseOutcome(inc, df, std, lo, hi, mean, ctx.market.label)
+    return NoiseOutcome(inc, df, std, lo, hi, mean, ctx.market.label, verdict)

@@ -52,9 +52,11 @@ def calibrate_command(
     edge must be promoted more often the stronger it is. Prints per strength: runs, promoted
     share, false buckets, the oracle's measured OOS Sharpe, median best_score, DSR and SPA p.
     """
+    from harness.manifest import harness_hash
     from sweep.calibrate import CalibrationConfig, calibrate, cells, summary
 
     try:
+        harness_hash()  # the freeze first: an edited harness refuses here
         cfg = CalibrationConfig(strategy=strategy, strengths=_floats(strengths), null=null, runs=runs,
                                 seed=seed, n_coins=coins, n_bars=bars, trials=trials, scratch=scratch)
     except HarnessError as exc:

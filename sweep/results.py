@@ -13,6 +13,7 @@ their batch exists: `trials` is written last, so it is the batch's commit marker
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from harness.atomic import atomic_write_parquet
 from harness.errors import ConfigError, HarnessError
+from harness.folds import Folds
 from sweep.ledger_views import PAPER_TABLES, ledger_frame, snapshot_sql
 
 DEFAULT_RESULTS = Path("results")
@@ -273,6 +275,25 @@ def data_locator(data: str | Path | None, market: Any) -> str:
     return to_json({"source": source, "interval": market.interval, "coins": list(market.coins),
                     "start": market.index[0].isoformat(), "end": market.index[-1].isoformat()})
 
+
+# Trials compare only within one group: the same harness hash, friction model, data and
+# walk-forward fold layout. The leaderboard ranks each group on its own; the incumbent is looked
+# up in the caller's group.
+COMPARABLE = ("harness_hash", "sim_model_version", "data_fingerprint", "fold_layout")
+FOLD_FIELDS = tuple(f.name for f in dataclasses.fields(Folds))
+
+
+def fold_layout_sql(json_expr: str) -> str:
+    """The fold layout (the Folds in bars) of a JSON value such as runs.folds, as one comparable
+    value: the same SQL applied to a stored record and to a Folds passed as JSON."""
+    pairs = ", ".join(f"'{f}', json_extract({json_expr}, '$.{f}')" for f in FOLD_FIELDS)
+    return f"CAST(json_object({pairs}) AS VARCHAR)"
+
+
+def comparable_trials_sql() -> str:
+    """Trials that did not fail, each with its run's `data_label` and `fold_layout`."""
+    return (f"SELECT t.*, r.data_label, {fold_layout_sql('r.folds')} AS fold_layout FROM trials t "
+            "LEFT JOIN runs r USING (run_id) WHERE t.status <> 'failed'")
 
 def _table(name: str) -> Table:
     if name not in TABLES:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
@@ -21,6 +20,8 @@ from harness.cli import redact
 from harness.errors import ConfigError
 from harness.friction import DEFAULT_FRICTION
 from sweep import results
+from sweep.leaderboard import METRIC_COLS, board, cell, pct, print_board
+from sweep.leaderboard import fmt as _fmt
 
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False)
@@ -49,27 +50,8 @@ DetailOpt = typer.Option(None, "--detail", help="Intrabar detail: walk the bars 
                          "depends on the order inside them through these lower-interval bars "
                          "(15m, 5m, 1m where the data has them); default: adverse first.")
 
-METRIC_COLS = [
-    ("score", "score"), ("base_annualized", "annualized"), ("base_max_dd", "max DD"),
-    ("base_sharpe", "Sharpe"), ("base_n_trades", "trades"), ("worst_fold", "worst fold"),
-    ("stress_calmar", "stress Calmar"),
-]
-
-
 def _coins(text: str | None) -> tuple[str, ...] | None:
     return tuple(c.strip() for c in text.split(",") if c.strip()) if text else None
-
-
-def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else ("-inf" if v < 0 else "inf")
-    if isinstance(v, pd.Timestamp):
-        return v.isoformat()
-    return str(v)
 
 
 def _num(v: float) -> str:
@@ -98,64 +80,6 @@ def _fixed(strategy: str, text: str | None) -> dict[str, Any]:
     from sweep.space import parse_fixed
 
     return parse_fixed(get_strategy(strategy).params_cls, text)
-
-
-# ---------------------------------------------------------------------------------- leaderboard
-
-def leaderboard_frame(results_dir: Path, strategy: str | None = None, study: str | None = None,
-                      harness: str | None = None, top: int = 10) -> tuple[pd.DataFrame, int]:
-    """Top scored trials (rejected last) and how many rows other harness hashes hold."""
-    if not results.has_rows(results_dir, "trials"):
-        return pd.DataFrame(), 0
-    where, args = ["status <> 'failed'"], []
-    if strategy:
-        where.append("strategy = ?")
-        args.append(strategy)
-    if study:
-        where.append("study = ?")
-        args.append(study)
-    hidden = 0
-    if harness:
-        hid = results.query(results_dir, f"SELECT count(*) AS n FROM trials WHERE {' AND '.join(where)} "
-                            "AND harness_hash <> ?", [*args, harness])
-        hidden = int(hid["n"].iloc[0])
-        where.append("harness_hash = ?")
-        args.append(harness)
-    cols = ", ".join(c for c, _ in METRIC_COLS if c != "score")
-    df = results.query(
-        results_dir,
-        f"SELECT strategy, study, trial, status, rejected, score, {cols}, params FROM trials "
-        f"WHERE {' AND '.join(where)} ORDER BY isfinite(score) DESC, score DESC, trial LIMIT ?",
-        [*args, top],
-    )
-    return df, hidden
-
-
-def _params_text(text: str) -> str:
-    try:
-        p = json.loads(text)
-    except (TypeError, ValueError):
-        return ""
-    return " ".join(f"{k}={_fmt(v)}" for k, v in p.items())
-
-
-def print_leaderboard(df: pd.DataFrame, title: str) -> None:
-    """Metrics per trial; the parameters of the top trial below (they are too wide for a column)."""
-    many = df["study"].nunique() > 1 if len(df) else False
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("study #trial" if many else "trial", justify="left" if many else "right")
-    for _, label in METRIC_COLS:
-        table.add_column(label, justify="right")
-    table.add_column("rejected")
-    for i, r in enumerate(df.itertuples(index=False), 1):
-        who = f"{r.study} #{r.trial}" if many else str(r.trial)
-        table.add_row(str(i), who, *[_fmt(getattr(r, c)) for c, _ in METRIC_COLS],
-                      r.rejected if isinstance(r.rejected, str) else "")
-    out.print(table)
-    if len(df):
-        top = df.iloc[0]
-        out.print(f"#1 {top['strategy']} {top['study']} #{top['trial']}: {_params_text(top['params'])}")
 
 
 # ---------------------------------------------------------------------------------- run
@@ -230,7 +154,10 @@ def run_command(
 ) -> None:
     """Run (or resume) an Optuna study of a strategy's parameters, scored walk-forward by the harness.
 
-    Every trial lands in the results tables. The last line printed is `best_score: <number>`.
+    Before the first trial of strategy code not yet checked on this data, the causality gate
+    runs on a sample of it (a strategy that looks ahead is refused). Every trial lands in the
+    results tables. The last three lines: `causality: passed (...)`, `incumbent: ...` and
+    `best_score: <number>`.
     """
     from sweep.study import DEFAULT_TRIALS, run_study
 
@@ -244,10 +171,13 @@ def run_command(
                   results=results_dir, batch=batch,
                   fixed=_fixed(strategy, fix), mode=mode)
     bar: list[_Bar] = []
+    gate = err.status(f"{strategy}: causality gate (cached after the first run of this code on "
+                      "this data)...")
 
     def on_start(ctx: Any, done: int) -> None:
         from sweep.study import best_score
 
+        gate.stop()
         err.print(f"study [bold]{ctx.study_name}[/] · {ctx.strategy.name} on {ctx.market.label} "
                   f"({ctx.market.n_coins} coins × {ctx.market.n_bars} {ctx.cfg.interval} bars) · "
                   f"{ctx.friction_version} · {ctx.folds.k} folds · {cfg.sampler} · jobs {cfg.jobs}")
@@ -260,19 +190,21 @@ def run_command(
         if bar:
             bar[0](event)
 
+    gate.start()
     try:
         outcome = run_study(cfg, report, on_start=on_start)
     finally:
+        gate.stop()
         if bar:
             bar[0].progress.stop()
     if outcome.reconciled.get("told") or outcome.reconciled.get("failed"):
         err.print(f"reconciled trials left by a killed run: {outcome.reconciled['told']} told from "
                   f"their rows, {outcome.reconciled['failed']} failed (never evaluated)")
     _refresh_db(cfg.results)
-    df, _ = leaderboard_frame(cfg.results, study=outcome.study, top=top)
-    print_leaderboard(df, f"Top trials of {outcome.study} ({outcome.market_label})")
+    print_board(out, board(cfg.results, study=outcome.study, top=top), f"Top trials of {outcome.study}")
     out.print(f"{outcome.status}: {outcome.done_now} new trial(s) in {outcome.seconds:.1f}s "
               f"({outcome.trials_per_s:.2f} trials/s); study holds {outcome.done_before + outcome.done_now}")
+    print(outcome.causality.line(), flush=True)
     inc = outcome.incumbent
     if inc is None:
         out.print("incumbent: none (no comparable scored trial outside this study)")
@@ -334,7 +266,7 @@ def scan_command(
     table = Table(title=f"Scan of {param} for {strategy} on {res.market_label} "
                         f"(incumbent: {inc.source})", title_justify="left")
     table.add_column(param, justify="right")
-    for _, label in METRIC_COLS:
+    for _, label, _ in METRIC_COLS:
         table.add_column(label, justify="right")
     table.add_column("win rate", justify="right")
     table.add_column("note")
@@ -351,10 +283,11 @@ def scan_command(
         if ev is not None:
             m.update({f"base_{k}": getattr(ev.base, k) for k in ("annualized", "max_dd", "sharpe", "n_trades")})
             m["stress_calmar"] = ev.stress.calmar
-        table.add_row(_fmt(res.values[i]), *[_fmt(m.get(c)) for c, _ in METRIC_COLS],
-                      _fmt(ev.base.win_rate if ev else None), ", ".join(note))
+        table.add_row(_fmt(res.values[i]), *[cell(m.get(c), kind) for c, _, kind in METRIC_COLS],
+                      pct(ev.base.win_rate if ev else None), ", ".join(note))
     out.print(table)
     _refresh_db(results_dir)
+    print(res.causality.line(), flush=True)
     print(f"Best: {param}={_fmt(res.values[res.kept_index])} score={_num(res.kept.score)}", flush=True)
 
 
@@ -399,6 +332,7 @@ def noise_command(
     out.print(f"score: mean {_fmt(res.mean)}  std {_fmt(res.std)}  min {_fmt(res.min)}  "
               f"max {_fmt(res.max)}  spread {_fmt(res.max - res.min)}")
     _refresh_db(results_dir)
+    print(res.causality.line(), flush=True)
     print(f"noise_floor: {_num(res.std)}", flush=True)
 
 
@@ -454,25 +388,48 @@ def sql_command(
 def leaderboard_command(
     strategy: str = typer.Option(None, "--strategy", "-s", help="Only this strategy."),
     study: str = typer.Option(None, "--study", help="Only this study."),
-    top: int = typer.Option(20, "--top", min=1, help="Rows."),
+    friction: str = typer.Option(DEFAULT_FRICTION, "--friction", help="Only trials of this friction "
+                                 "model (legacy, v2, v3, v4, v5), or all."),
+    data: str = typer.Option("all", "--data", help="Only trials on this data (a dataset folder, "
+                             "store root, parquet file or 'embedded', loaded at --interval like "
+                             "`sweep run` loads it), or all."),
+    interval: str = typer.Option(None, "--interval", help="--data: the interval to load (default: "
+                                 "the strategy's own, else 1h)."),
+    coins: str = CoinsOpt,
+    top: int = typer.Option(20, "--top", min=1, help="Rows per table."),
     all_hashes: bool = typer.Option(False, "--all-hashes", help="Include trials of other harness "
-                                    "hashes (never comparable; hidden by default)."),
+                                    "hashes (each hash in its own tables; hidden by default)."),
     results_dir: Path = ResultsOpt,
 ) -> None:
-    """The best trials under the current harness hash (rejected trials last)."""
+    """The best trials, one table per comparable group: the same harness hash, friction model,
+    data and folds (trials of different groups are never ranked together). Rejected trials last;
+    returns and drawdowns in percent."""
+    from harness.friction import get_friction
     from harness.manifest import harness_hash
 
     _require(results_dir)
     h = None if all_hashes else harness_hash()
-    df, hidden = leaderboard_frame(results_dir, strategy, study, h, top)
-    if df.empty:
-        out.print(f"no trials in {results_dir}" + (f" for {strategy}" if strategy else "")
-                  + (f" under harness {h}" if h else ""))
+    fr = None if friction == "all" else get_friction(friction).version
+    fps = None
+    if data != "all":
+        from harness.sources import load_market
+        from strategies.base import get_strategy
+
+        iv = interval or (get_strategy(strategy).interval if strategy else "1h")
+        with err.status(f"loading {data} ({iv}) for its fingerprint..."):
+            picked = _coins(coins)
+            fps = {load_market(data, interval=iv, coins=list(picked) if picked else None).fingerprint}
+    b = board(results_dir, strategy, study, h, fr, fps, top)
+    if not b.groups:
+        out.print(f"no comparable trials in {results_dir}" + (f" for {strategy}" if strategy else ""))
     else:
-        print_leaderboard(df, f"Leaderboard of {strategy or 'all strategies'}"
-                          + (f" (harness {h})" if h else " (all harness hashes)"))
-    if hidden:
-        out.print(f"{hidden} trial(s) of other harness hashes hidden (--all-hashes shows them)")
+        print_board(out, b, f"Leaderboard of {strategy or 'all strategies'}")
+    hints = {"harness": ("harness hashes", "--all-hashes"), "friction": ("friction models", "--friction all"),
+             "data": ("datasets", "--data all")}
+    for what, n in b.hidden.items():
+        if n:
+            other, flag = hints[what]
+            out.print(f"{n} trial(s) of other {other} hidden ({flag} shows them, each in its own table)")
 
 
 def register(app: typer.Typer) -> None:

@@ -43,7 +43,7 @@ def _cell(v: Any, fmt: str) -> str:
     return str(v)
 
 
-def _choose(strategy: str | None, all_: bool) -> list[RegisteredStrategy]:
+def choose_strategies(strategy: str | None, all_: bool) -> list[RegisteredStrategy]:
     if strategy and all_:
         raise ConfigError("give --strategy NAME or --all, not both")
     if strategy:
@@ -58,13 +58,15 @@ def _params(s: RegisteredStrategy, text: str | None, incumbent: bool, market: Ma
         return parse_params(s.params_cls, text, s.name), "--params"
     if not incumbent:
         return s.default_params(), "defaults"
+    from harness.folds import FoldSpec
     from harness.friction import DEFAULT_FRICTION, get_friction
     from harness.manifest import harness_hash
     from sweep.autoresearch import incumbent_of
     from sweep.study import best_trial
 
     h = harness_hash()
-    best = best_trial(results_dir, s.name, h, market.fingerprint, get_friction(DEFAULT_FRICTION).version)
+    best = best_trial(results_dir, s.name, h, market.fingerprint, get_friction(DEFAULT_FRICTION).version,
+                      FoldSpec().folds(market.interval))
     if best is None:
         why = (f"no scored {s.name} trial in {results_dir} under harness {h} on this data "
                f"({market.label}, fingerprint {market.fingerprint})")
@@ -88,8 +90,8 @@ def signals_command(
     params: str = typer.Option(None, "--params", help="JSON object of parameters for --strategy "
                                "(the others at their defaults)."),
     incumbent: bool = typer.Option(False, "--incumbent", help="Use each strategy's best scored "
-                                   "trial under the current harness hash on this data (as scan "
-                                   "and noise do)."),
+                                   "trial under the current harness hash, v5 friction and the "
+                                   "default folds on this data (the incumbent scan and noise use)."),
     results_dir: Path = ResultsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document "
                                  "(schemas/signals.schema.json) instead of tables."),
@@ -103,12 +105,14 @@ def signals_command(
     Each strategy runs on the data cut after the decision bar, so nothing later is used; a
     strategy that fits is fitted on the bars up to it.
     """
+    from harness.manifest import harness_hash
     from harness.sources import load_market
     from schemas.signals import validate_document
 
+    harness_hash()  # the freeze first: an edited harness refuses here
     if mode not in ("live", "shadow"):
         raise ConfigError(f"--mode must be live or shadow, got {mode!r}")
-    chosen = _choose(strategy, all_)
+    chosen = choose_strategies(strategy, all_)
     if params is not None and (len(chosen) != 1 or incumbent):
         raise ConfigError("--params needs one --strategy and no --incumbent")
     when = parse_at(at)

@@ -18,7 +18,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
-from sweep import results
+from sweep import causality, results
+from sweep.causality import Verdict
 from sweep.optuna_trials import (
     SAMPLERS,
     count_evaluated,
@@ -131,6 +132,7 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
             strategy: RegisteredStrategy | None = None) -> Context:
     """Load and check everything once; `strategy` (else looked up by name) travels to workers
     by reference, so a strategy registered outside strategies/ works with --jobs too."""
+    harness_hash()  # the freeze first: an edited harness refuses before anything is loaded or written
     strategy = strategy or get_strategy(cfg.strategy)
     interval = cfg.interval or strategy.interval
     if market is None:
@@ -146,6 +148,12 @@ def prepare(cfg: StudyConfig, run_id: str, market: Market | None = None,
     name = cfg.study or default_study_name(cfg, prov, folds, chash, interval)
     return Context(replace(cfg, interval=interval), strategy, market, folds, space, prov, name,
                    chash, friction.version, results.data_locator(cfg.data, market), detail)
+
+
+def ensure_causal(ctx: Context) -> Verdict:
+    """The causality verdict on this strategy code and data (sweep.causality): cached, else run
+    on a sample of the study's data before its first trial; CausalityError when it looks ahead."""
+    return causality.ensure(ctx.strategy, ctx.market, ctx.code_hash, ctx.cfg.results, ctx.prov.run_id)
 
 
 def load_detail(data: str | None, interval: str, market: Market) -> Market:
@@ -174,6 +182,7 @@ class Outcome:
     market_label: str
     reconciled: dict[str, int]
     incumbent: dict[str, Any] | None  # best comparable trial outside this study, before it ran
+    causality: Verdict  # the gate's verdict on this strategy code and data
 
     @property
     def trials_per_s(self) -> float:
@@ -239,24 +248,28 @@ def best_score(results_dir: Path, study_name: str) -> float:
 
 
 def best_comparable(ctx: Context, exclude_study: str | None = None) -> dict[str, Any] | None:
-    """The best scored trial of this strategy under the same harness, data and friction
-    (results of other hashes, data or costs are not comparable), optionally outside a study."""
+    """The best scored trial of this strategy under the same harness, friction, data and folds
+    (results.COMPARABLE: other groups are not comparable), optionally outside a study."""
     return best_trial(ctx.cfg.results, ctx.strategy.name, ctx.prov.harness_hash,
-                      ctx.prov.data_fingerprint, ctx.friction_version, exclude_study)
+                      ctx.prov.data_fingerprint, ctx.friction_version, ctx.folds, exclude_study)
 
 
 def best_trial(results_dir: Path, strategy: str, harness: str, data_fingerprint: str,
-               friction_version: str, exclude_study: str | None = None) -> dict[str, Any] | None:
+               friction_version: str, folds: Folds, exclude_study: str | None = None
+               ) -> dict[str, Any] | None:
     """`best_comparable` by its keys: the row (study, trial, score, worst_fold, params) or None."""
     if not results.has_rows(results_dir, "trials"):
         return None
     df = results.query(
         results_dir,
-        "SELECT study, trial, score, worst_fold, params FROM trials WHERE strategy = ? AND "
-        "harness_hash = ? AND data_fingerprint = ? AND sim_model_version = ? AND "
-        "status = 'complete' AND isfinite(score) AND study IS DISTINCT FROM ? "
+        f"SELECT study, trial, score, worst_fold, params FROM ({results.comparable_trials_sql()}) "
+        "WHERE strategy = ? AND harness_hash = ? AND data_fingerprint = ? AND "
+        f"sim_model_version = ? AND fold_layout = (SELECT {results.fold_layout_sql('j')} FROM "
+        "(SELECT CAST(? AS VARCHAR) AS j)) "
+        "AND status = 'complete' AND isfinite(score) AND study IS DISTINCT FROM ? "
         "ORDER BY score DESC, finished_at LIMIT 1",
-        [strategy, harness, data_fingerprint, friction_version, exclude_study],
+        [strategy, harness, data_fingerprint, friction_version, results.to_json(asdict(folds)),
+         exclude_study],
     )
     return df.iloc[0].to_dict() if len(df) else None
 
@@ -279,6 +292,7 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
 
     run_id = results.new_id()
     ctx = prepare(cfg, run_id, market)
+    verdict = ensure_causal(ctx)  # refuses a strategy that looks ahead before anything is written
     study = open_study(ctx)
     mark_killed_runs(cfg.results)
     reconciled = reconcile(study, cfg.results)
@@ -308,4 +322,4 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
                                             "seconds": round(seconds, 3),
                                             "indicator_cache": _largest(caches)}, finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
-                   ctx.market.label, reconciled, before)
+                   ctx.market.label, reconciled, before, verdict)

@@ -4,6 +4,7 @@ with that strategy registered (`python -c` imports this module, then runs sweep'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -79,12 +80,37 @@ def install() -> None:
     OVERRIDES[NAME] = {"pause": 0.0}  # not searched; `--fix pause=...` makes it slow on purpose
 
 
+PEEK = "test_peeking"
+
+
+def peeking(market: Market, p: Params, mode="live", fitted=None) -> Signals:
+    """test_breakout, plus a long wherever the NEXT close is higher: it looks ahead."""
+    sig = generate(market, p, mode, fitted)
+    nxt = np.vstack([market.close[1:], np.full((1, market.n_coins), np.nan)])
+    with np.errstate(invalid="ignore"):
+        up = (nxt > market.close * 1.002) & market.listed & (sig.direction == 0)
+    sig.direction[up] = 1
+    sig.stop[up] = 0.01 * market.close[up]
+    sig.score[up] = 1.0
+    sig.setup[up] = np.flatnonzero(up.reshape(-1)) * 256 + 7
+    return dataclasses.replace(sig, strategy=PEEK)
+
+
+def install_peeking() -> None:
+    """Register the peeking strategy (tests of the causality gate only)."""
+    from sweep.space import OVERRIDES
+
+    register(PEEK, Params, description="tests only: looks one bar ahead")(peeking)
+    OVERRIDES[PEEK] = {"pause": 0.0}
+
+
 def uninstall() -> None:
     import strategies.base as base
     from sweep.space import OVERRIDES
 
-    base._REGISTRY.pop(NAME, None)
-    OVERRIDES.pop(NAME, None)
+    for name in (NAME, PEEK):
+        base._REGISTRY.pop(name, None)
+        OVERRIDES.pop(name, None)
 
 
 def write_dataset(folder: Path, n_bars: int = 2400, n_coins: int = 4, seed: int = 3) -> Path:
@@ -112,11 +138,12 @@ def write_dataset(folder: Path, n_bars: int = 2400, n_coins: int = 4, seed: int 
 
 
 BOOT = ("import sys; sys.path.insert(0, {tests!r}); import _sweep_helpers; _sweep_helpers.install(); "
-        "from sweep.cli import main; sys.argv = ['sweep'] + sys.argv[1:]; main()")
+        "{extra}from sweep.cli import main; sys.argv = ['sweep'] + sys.argv[1:]; main()")
 
 
-def cli_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-c", BOOT.format(tests=str(ROOT / "tests"))] + [str(a) for a in args]
+def cli_cmd(*args: str, peeking: bool = False) -> list[str]:
+    extra = "_sweep_helpers.install_peeking(); " if peeking else ""
+    return [sys.executable, "-c", BOOT.format(tests=str(ROOT / "tests"), extra=extra)] + [str(a) for a in args]
 
 
 def env() -> dict[str, str]:
@@ -127,8 +154,9 @@ def env() -> dict[str, str]:
     return e
 
 
-def run_cli(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    p = subprocess.run(cli_cmd(*args), cwd=ROOT, env=env(), capture_output=True, text=True,
+def run_cli(*args: str, timeout: float = 120, check: bool = True,
+            peeking: bool = False) -> subprocess.CompletedProcess:
+    p = subprocess.run(cli_cmd(*args, peeking=peeking), cwd=ROOT, env=env(), capture_output=True, text=True,
                        timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"exit {p.returncode}\nstdout:\n{p.stdout[-3000:]}\nstderr:\n{p.stderr[-3000:]}")

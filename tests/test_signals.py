@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from _market_from_arrays import market_from_arrays
 from _strategy_markets import ROOT, default_market
-from test_causality import _peeking, perturb_after
+from test_causality import _peeking
 
 from harness.errors import ConfigError
+from harness.folds import FoldSpec
 from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import interval_seconds
@@ -26,6 +27,7 @@ from schemas.signals import SignalsDocumentError, validate_document
 from strategies import ou_funding as ouf
 from strategies.base import RegisteredStrategy, registry
 from sweep import results
+from sweep.causality import perturb_after
 from sweep.signals import decision_bar, signals_at, to_document
 
 STRATEGIES = sorted(registry().items())
@@ -239,9 +241,16 @@ def test_incumbent_is_the_best_scored_trial_of_this_harness_and_data(cli, tmp_pa
                 "params": json.dumps({"window": window}), "kept": False, "min_trades": 30,
                 "duration_s": 0.1, "finished_at": pd.Timestamp.now(tz="UTC"), **kw}
 
+    def run(run_id, k):  # the run a trial belongs to records its folds
+        folds = FoldSpec(k).record(FoldSpec(k).folds(m.interval))
+        cols = {c: None for c in results.RUNS.names}
+        return {**cols, **prov, "run_id": run_id, "command": "run", "strategy": "zscore_reversion",
+                "folds": results.to_json(folds), "updated_at": pd.Timestamp.now(tz="UTC")}
+
+    results.write_batch(tmp_path, "runs", pd.DataFrame([run("r", 4), run("r3", 3)]))
     results.write_batch(tmp_path, "trials", pd.DataFrame([
         row(1, 0.5, 30), row(2, 0.9, 60), row(3, 5.0, 90, harness_hash="0ther"),
-        row(4, 7.0, 120, data_fingerprint="elsewhere")]))
+        row(4, 7.0, 120, data_fingerprint="elsewhere"), row(5, 9.0, 150, run_id="r3")]))
     r = cli("signals", "-s", "zscore_reversion", "--data", "embedded", "--incumbent",
             "--results", tmp_path, "--json")
     assert r.exit_code == 0, r.output

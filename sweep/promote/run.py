@@ -119,13 +119,14 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
     skipped for configuration", which leaves `out` untouched; an empty candidate list from the
     gates is a result, and is written.
     """
+    cur_hash = harness_hash()  # the freeze first: an edited harness refuses here
     check_gates(gates)
     if kill.window_trades < 1 or not 0.5 < kill.confidence < 1:
         raise el.PromoteError(f"--kill-window must be >= 1 and --kill-confidence in (0.5, 1) "
                               f"(got {kill.window_trades}, {kill.confidence})")
     results_dir, out = Path(results_dir), Path(out)
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    promote_id, cur_hash = results.new_id(), harness_hash()
+    promote_id = results.new_id()
     friction = get_friction(DEFAULT_FRICTION)
     progress = progress or (lambda what, done: None)
     count = [0]
