@@ -129,7 +129,7 @@ RUNS = register_table("runs", (
     ("status", "str", "running | finished | interrupted | failed | killed (the process died "
                       "while running; marked by the next `sweep run` on its host)"),
     ("owner", "str", "host:pid:start time of the process that wrote the row"),
-    ("summary", "json", "run: best; scan: kept value; noise: std/min/max of score"),
+    ("summary", "json", "run: best, causality (checked | cached); scan: kept value; noise: std/min/max of score"),
     ("started_at", "ts", "UTC"),
     ("finished_at", "ts", "UTC, null while running"),
     ("updated_at", "ts", "UTC; the view keeps the newest row per run_id"),

@@ -320,6 +320,8 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
     done_now = count_evaluated(study) - done_before
     write_run(ctx, "run", status, started, {"best_score": best, "trials_done": done_now,
                                             "seconds": round(seconds, 3),
-                                            "indicator_cache": _largest(caches)}, finished=True)
+                                            "indicator_cache": _largest(caches),
+                                            "causality": "cached" if verdict.cached else "checked"},
+              finished=True)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
                    ctx.market.label, reconciled, before, verdict)
