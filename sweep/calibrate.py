@@ -6,9 +6,13 @@ Markets: `n_coins` x `n_bars` hourly bars of independent coins, each with its ow
 innovations: fat tails. A planted edge adds a drift over the `EDGE_HOLD` bars after every bar
 closing at one UTC hour, on every coin, on one side (hour and side drawn per run); its size is
 set so that trading exactly that (the oracle) has the asked annual Sharpe on the whole market
-after round-trip fees and slippage: per coin Sharpe / sqrt(k), k = the coins the portfolio holds
-at once (min(n_coins, SimConfig.max_positions): every coin signals on the same bar), since the
-coins are independent. The oracle's measured OOS Sharpe is reported beside it, so the label can be checked.
+after its round-trip costs: per coin Sharpe / sqrt(k), k = the coins the portfolio holds at once
+(min(n_coins, SimConfig.max_positions): every coin signals on the same bar), since the coins are
+independent. The costs are MEASURED, not assumed: friction v5 prices each fill per coin (tick
+half spread + square-root impact on the coin's ADV, harness/costs.py), so the drift adds, per
+coin, the oracle's mean round trip (fees + slippage + funding, over its notional) on the same
+market without the plant. The oracle's measured OOS Sharpe is reported beside the label, so the
+label can be checked.
 
 Each run writes its market as a dataset folder and its results under the scratch folder, runs an
 Optuna study of the strategy (TPE, the default sampler) through sweep.study, and promote through
@@ -39,7 +43,7 @@ from scipy.signal import lfilter
 from harness.errors import ConfigError
 from harness.evaluate import evaluate
 from harness.folds import Folds
-from harness.friction import DEFAULT_FRICTION, get_friction
+from harness.friction import DEFAULT_FRICTION
 from harness.market import Market
 from harness.metrics import DAYS_PER_YEAR
 from harness.simulate import SimConfig
@@ -105,14 +109,35 @@ class RunResult:
     oracle_sharpe: float  # the oracle's measured OOS Sharpe (NaN on noise)
 
 
-def round_trip_cost() -> float:
-    f = get_friction(DEFAULT_FRICTION)
-    return 2 * (f.fee_bps + f.slippage_bps) / 1e4
-
-
 def make_market_frames(n_coins: int, n_bars: int, seed: int,
                        plant: Plant | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(candles, funding) frames of a market with a known truth (see the module doc)."""
+    cost = None if plant is None else round_trip_costs(n_coins, n_bars, seed, plant)
+    return _frames(n_coins, n_bars, seed, plant, cost)
+
+
+def round_trip_costs(n_coins: int, n_bars: int, seed: int, plant: Plant) -> np.ndarray:
+    """Per coin: the oracle's mean round-trip cost as a fraction of its notional (fees, v5
+    slippage and funding paid), measured on this seed's market without the plant; the plant
+    barely moves it (the drift is small beside the noise that sets ATR, notional and ADV)."""
+    candles, funding = _frames(n_coins, n_bars, seed, None, None)
+    market = build_market(candles, funding, "1h", f"calibration seed {seed}", synthetic=True)
+    trades = evaluate(get_strategy("hour_of_day"), oracle_params(plant), market,
+                      friction=DEFAULT_FRICTION, folds=Folds(), record_trades=True).trades
+    frac = (trades["fees"] + trades["slippage_cost"] + trades["funding"]) / trades["notional"]
+    per_coin = frac.groupby(trades["coin"]).mean().reindex(list(market.coins))
+    return per_coin.fillna(frac.mean()).to_numpy()
+
+
+def oracle_params(plant: Plant):
+    """hour_of_day trading exactly the plant (the widest stop: the drift, not the stop, decides)."""
+    strat = get_strategy("hour_of_day")
+    return make_params(strat.params_cls, {"hour": plant.hour, "hold": EDGE_HOLD, "stop_atr": 6.0,
+                                          "side": "long" if plant.side > 0 else "short"})
+
+
+def _frames(n_coins: int, n_bars: int, seed: int, plant: Plant | None,
+            cost: np.ndarray | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     idx = pd.date_range("2024-01-01", periods=n_bars, freq="h", tz="UTC")
     sigma = rng.uniform(0.004, 0.010, n_coins)
@@ -125,7 +150,7 @@ def make_market_frames(n_coins: int, n_bars: int, seed: int,
     if plant is not None:
         held = min(n_coins, SimConfig().max_positions)
         per_trade = plant.sharpe / math.sqrt(DAYS_PER_YEAR) / math.sqrt(held)  # per coin, per day
-        mu = (per_trade * sigma * math.sqrt(EDGE_HOLD) + round_trip_cost()) / EDGE_HOLD
+        mu = (per_trade * sigma * math.sqrt(EDGE_HOLD) + cost) / EDGE_HOLD
         close_hour = (idx.hour + 1) % 24
         for t in np.flatnonzero(close_hour == plant.hour):
             r[t + 1:t + 1 + EDGE_HOLD] += plant.side * mu
@@ -208,12 +233,9 @@ def _oracle_sharpe(cfg: CalibrationConfig, plant: Plant, data: Path) -> float:
     """The OOS Sharpe of trading exactly the plant, on the run's own market and folds."""
     from harness.sources import load_market
 
-    strat = get_strategy(cfg.strategy)
-    params = make_params(strat.params_cls, {"hour": plant.hour, "hold": EDGE_HOLD, "stop_atr": 6.0,
-                                            "side": "long" if plant.side > 0 else "short"})
     market = load_market(str(data), interval="1h")
-    return float(evaluate(strat, params, market, friction=DEFAULT_FRICTION, folds=Folds(),
-                          record_trades=False).base.sharpe)
+    return float(evaluate(get_strategy(cfg.strategy), oracle_params(plant), market,
+                          friction=DEFAULT_FRICTION, folds=Folds(), record_trades=False).base.sharpe)
 
 
 def calibrate(cfg: CalibrationConfig, progress: Callable[[RunResult], None] | None = None) -> list[RunResult]:
