@@ -209,10 +209,10 @@ def one_run(cfg: CalibrationConfig, kind: str, strength: float, k: int) -> RunRe
                             storage=str(journal / "study.journal"),
                             argv=f"sweep calibrate (strength {strength:g}, seed {seed})")
         outcome = run_study(study)
+        report = run_promotion(where / "results", out=where / "live_candidates.json",
+                               strategy=cfg.strategy, gates=cfg.gates)  # counts the journal's trials
     finally:
         shutil.rmtree(journal, ignore_errors=True)
-    report = run_promotion(where / "results", out=where / "live_candidates.json",
-                           strategy=cfg.strategy, gates=cfg.gates)
     st = report.studies.get(cfg.strategy)
     hits = [b for b in report.candidates.buckets if plant is not None and plant.captured_by(dict(b.params))]
     n_promoted = len(report.candidates.buckets)

@@ -184,3 +184,17 @@ def print_board(out: Console, b: Board, title: str) -> None:
         out.print(table)
         top = g.rows.iloc[0]
         out.print(f"#1 {top['strategy']} {top['study']} #{top['trial']}: {_params_text(top['params'])}")
+
+
+def ranked_studies(results_dir: Path, strategy: str | None, study: str | None,
+                   harness: str | None) -> list[str]:
+    """The Optuna studies (of `sweep run`) whose trials a leaderboard of these filters ranks."""
+    if not results.has_rows(results_dir, "trials"):
+        return []
+    where, args = ["command = 'run'"], []
+    for col, v in (("strategy", strategy), ("study", study), ("harness_hash", harness)):
+        if v:
+            where.append(f"{col} = ?")
+            args.append(v)
+    df = results.query(results_dir, f"SELECT DISTINCT study FROM trials WHERE {' AND '.join(where)}", args)
+    return [str(s) for s in df["study"]]

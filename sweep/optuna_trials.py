@@ -19,6 +19,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from harness.cli import redact
 from harness.errors import ConfigError
 from sweep import results
 from sweep.storage import open_storage, storage_url
@@ -131,6 +132,23 @@ def counted(t: optuna.trial.FrozenTrial) -> bool:
 def count_evaluated(study: optuna.Study) -> int:
     """Trials that hold (or will hold) rows: the number --trials counts."""
     return sum(1 for t in study.get_trials(deepcopy=False) if counted(t))
+
+
+def finished_numbers(study: optuna.Study) -> set[int]:
+    """Trials told finished after their rows were written (run_batch's order): every one of them
+    has rows in the results folder its worker wrote to, whichever machine that was."""
+    return {t.number for t in study.get_trials(deepcopy=False)
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and t.user_attrs.get("recorded"))}
+
+
+def load_finished(url: str, study_name: str) -> set[int]:
+    """`finished_numbers` of a study in the storage at `url` (a journal path or an RDB URL)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return finished_numbers(optuna.load_study(study_name=study_name, storage=open_storage(url)))
+    except KeyError:
+        raise ConfigError(f"storage {redact(url)} holds no study {study_name}") from None
 
 
 def constrain(trial: optuna.Trial, violation: list[float]) -> bool:

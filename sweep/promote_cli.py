@@ -50,8 +50,13 @@ def promote_command(
                                         "lockbox trades are negative with one-sided p below this."),
     kill_window: int = typer.Option(_K.window_trades, "--kill-window", help="Kill criteria are judged over this many live trades."),
     kill_confidence: float = typer.Option(_K.confidence, "--kill-confidence", help="Confidence of the kill limits."),
+    storage: str = typer.Option(None, "--storage", help="The studies' Optuna storage, counted against the rows "
+                                "(default: the one each run recorded; a masked database password is read from "
+                                "PGPASSWORD or ~/.pgpass)."),
 ) -> None:
     """Promote the buckets that survive every gate to live_candidates.json.
+
+    First, every study's finished trials (in its Optuna storage) must all have rows in --results: with several machines on one study, every worker must write to one shared --results, else N would count part of the search (exit 2, naming both counts).
 
     Buckets are (strategy, side, session, regime, vol_bucket) over the closed out-of-sample trades of the top trials of each strategy. Gates, in order: n, t, corrected p (bucket); DSR, SPA, P(OOS loss) (study); fee stress; lockbox. The first failure is shown with its number and threshold. The lockbox is read once per candidate (params) and every read is logged in `lockbox_touches` before it happens; later runs reuse it. Exit 0 also when nothing passes; exit 2 without touching --out when every trial was skipped (other data, other harness).
     """
@@ -70,7 +75,7 @@ def promote_command(
                 bar.update(task, description=what, completed=done)
 
             report = run_promotion(results_dir, data=data, out=out_path, strategy=strategy,
-                                   gates=gates, kill=kill, progress=progress)
+                                   gates=gates, kill=kill, progress=progress, storage=storage)
     except HarnessError as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -84,6 +89,10 @@ def promote_command(
 
 
 def print_report(report) -> None:
+    if report.coverage:
+        n = sum(c.finished for c in report.coverage)
+        out.print(f"{len({c.study for c in report.coverage})} stud(ies): all {n} finished trials of their "
+                  f"Optuna storages have rows in {report.coverage[0].results_dir}")
     if report.skipped:
         t = Table(title="Skipped trials", title_justify="left")
         for c in ("strategy", "trials", "reason"):

@@ -20,7 +20,7 @@ from harness.cli import redact
 from harness.errors import ConfigError
 from harness.friction import DEFAULT_FRICTION
 from sweep import results
-from sweep.leaderboard import METRIC_COLS, board, cell, pct, print_board
+from sweep.leaderboard import METRIC_COLS, board, cell, pct, print_board, ranked_studies
 from sweep.leaderboard import fmt as _fmt
 
 out = Console(highlight=False, soft_wrap=False)
@@ -204,6 +204,12 @@ def run_command(
     print_board(out, board(cfg.results, study=outcome.study, top=top), f"Top trials of {outcome.study}")
     out.print(f"{outcome.status}: {outcome.done_now} new trial(s) in {outcome.seconds:.1f}s "
               f"({outcome.trials_per_s:.2f} trials/s); study holds {outcome.done_before + outcome.done_now}")
+    out.print(f"rows: {outcome.results_dir}; study {outcome.study} now holds {outcome.finished} finished "
+              f"trial(s) across all workers ({outcome.storage}), {outcome.rows_here} of them with rows there")
+    if outcome.rows_here < outcome.finished:
+        out.print(f"[yellow]the other {outcome.finished - outcome.rows_here} trial(s) have their rows in other "
+                  "workers' results folders; promote refuses to count part of a study: give every worker "
+                  "the same --results (a folder every machine mounts)[/]")
     print(outcome.causality.line(), flush=True)
     inc = outcome.incumbent
     if inc is None:
@@ -400,12 +406,19 @@ def leaderboard_command(
     all_hashes: bool = typer.Option(False, "--all-hashes", help="Include trials of other harness "
                                     "hashes (each hash in its own tables; hidden by default)."),
     results_dir: Path = ResultsOpt,
+    storage: str = typer.Option(None, "--storage", help="The studies' Optuna storage, counted against the "
+                                "rows (default: the one each run recorded)."),
 ) -> None:
     """The best trials, one table per comparable group: the same harness hash, friction model,
     data and folds (trials of different groups are never ranked together). Rejected trials last;
-    returns and drawdowns in percent."""
+    returns and drawdowns in percent.
+
+    Refuses (exit 2, both counts) when a study ranked here finished trials whose rows are in
+    another results folder: give every worker the same --results.
+    """
     from harness.friction import get_friction
     from harness.manifest import harness_hash
+    from sweep.coverage import require_complete
 
     _require(results_dir)
     h = None if all_hashes else harness_hash()
@@ -419,6 +432,7 @@ def leaderboard_command(
         with err.status(f"loading {data} ({iv}) for its fingerprint..."):
             picked = _coins(coins)
             fps = {load_market(data, interval=iv, coins=list(picked) if picked else None).fingerprint}
+    require_complete(results_dir, ranked_studies(results_dir, strategy, study, h), storage)
     b = board(results_dir, strategy, study, h, fr, fps, top)
     if not b.groups:
         out.print(f"no comparable trials in {results_dir}" + (f" for {strategy}" if strategy else ""))

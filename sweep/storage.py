@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -55,6 +56,21 @@ class BatchSyncedJournal(JournalFileBackend):
                 fh.write(payload.encode("utf-8"))
         finally:
             self._lock_.release()
+
+
+def recorded_storage(url: str) -> str:
+    """The storage as a `runs` row records it: a journal as an absolute path (promote may run
+    from another folder), an RDB URL with its password masked (`reopen_url` undoes the mask)."""
+    if is_journal(url):
+        return str(Path(url.removeprefix("file://")).resolve())
+    return redact(url)
+
+
+def reopen_url(recorded: str) -> str:
+    """A recorded RDB URL without its masked password: the driver then reads it from
+    PGPASSWORD or ~/.pgpass, as libpq does."""
+    url = recorded.replace(":***@", "@")
+    return re.sub(r"([?&])password=\*\*\*&?", r"\1", url).rstrip("?&")
 
 
 def is_journal(url: str) -> bool:

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.cli import redact
 from harness.errors import ConfigError
 from harness.folds import Folds, FoldSpec
 from harness.friction import DEFAULT_FRICTION, get_friction
@@ -34,13 +33,14 @@ from sweep.causality import Verdict
 from sweep.optuna_trials import (
     SAMPLERS,
     count_evaluated,
+    finished_numbers,
     open_study,
     owner_dead,
     reconcile,
     worker_id,
 )
 from sweep.space import SearchSpace, search_space
-from sweep.storage import DEFAULT_TIMEOUT, storage_url
+from sweep.storage import DEFAULT_TIMEOUT, recorded_storage, storage_url
 from sweep.study_identity import code_hash, default_study_name
 from sweep.trial_rows import Provenance
 from sweep.workers import Report, run_workers, worker_loop
@@ -183,6 +183,10 @@ class Outcome:
     reconciled: dict[str, int]
     incumbent: dict[str, Any] | None  # best comparable trial outside this study, before it ran
     causality: Verdict  # the gate's verdict on this strategy code and data
+    results_dir: Path  # where this run's rows went (absolute)
+    storage: str  # the study's Optuna storage, as recorded (password masked)
+    finished: int  # trials the study now holds, finished by every worker on every machine
+    rows_here: int  # of those, the trials with rows in results_dir
 
     @property
     def trials_per_s(self) -> float:
@@ -206,7 +210,7 @@ def run_row(ctx: Context, command: str, status: str, started: Any, summary: dict
         "n_bars": ctx.market.n_bars, "folds": results.to_json(cfg.fold_spec.record(ctx.folds)),
         "detail": cfg.detail or "", "trials_target": cfg.trials if study else trials_target,
         "jobs": cfg.jobs if study else 1,
-        "storage": redact(storage_url(cfg.storage, cfg.results, ctx.study_name)) if study else None,
+        "storage": recorded_storage(storage_url(cfg.storage, cfg.results, ctx.study_name)) if study else None,
         "code_hash": code_hash(), "git_dirty": dirty, "argv": cfg.argv, "status": status,
         "owner": worker_id(),
         "summary": results.to_json(summary), "started_at": started,
@@ -323,5 +327,17 @@ def run_study(cfg: StudyConfig, report: Report | None = None, market: Market | N
                                             "indicator_cache": _largest(caches),
                                             "causality": "cached" if verdict.cached else "checked"},
               finished=True)
+    finished = finished_numbers(study)
     return Outcome(ctx.study_name, run_id, status, done_before, done_now, seconds, best,
-                   ctx.market.label, reconciled, before, verdict)
+                   ctx.market.label, reconciled, before, verdict, cfg.results.resolve(),
+                   recorded_storage(storage_url(cfg.storage, cfg.results, ctx.study_name)),
+                   len(finished), len(finished & trial_numbers(cfg.results, ctx.study_name)))
+
+
+def trial_numbers(results_dir: Path, study_name: str) -> set[int]:
+    """The trials of a study with rows in this results folder."""
+    if not results.has_rows(results_dir, "trials"):
+        return set()
+    df = results.query(results_dir, "SELECT DISTINCT trial FROM trials WHERE study = ? AND "
+                       "command = 'run'", [study_name])
+    return {int(t) for t in df["trial"]}

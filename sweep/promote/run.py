@@ -17,6 +17,7 @@ from harness.market import Market
 from schemas.candidates import SCHEMA_VERSION, Candidates, Gates, write_candidates
 from schemas.ledgers import ledger_paths
 from sweep import results
+from sweep.coverage import Coverage, require_complete
 from sweep.promote import eligible as el
 from sweep.promote.evidence import (
     BUCKET_KEY,
@@ -47,6 +48,7 @@ class PromotionReport:
     studies: dict[str, StudyEvidence]
     out: Path
     lockbox_reads: int  # lockbox evaluations this run made (reused results not counted)
+    coverage: tuple[Coverage, ...] = ()  # finished trials per study vs its rows here (all there)
 
 
 def shadow_trades(results_dir: Path, friction: str) -> pd.DataFrame:
@@ -110,14 +112,17 @@ def _study(reader: el.Reader, s: StrategyRun, ledger: pd.DataFrame, cur_hash: st
 def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: str | None = None,
                   out: str | Path = "live_candidates.json", strategy: str | None = None,
                   gates: Gates = Gates(), kill: KillSpec = KillSpec(), market: Market | None = None,
-                  progress: Progress | None = None, now: datetime | None = None) -> PromotionReport:
+                  progress: Progress | None = None, now: datetime | None = None,
+                  storage: str | None = None) -> PromotionReport:
     """Apply the gate to the results; write `out`, then the promotions rows.
 
     Each run's market is loaded from the data locator on its `runs` row (`data` replaces the
     source, e.g. when the data moved; `market` replaces loading, for tests and notebooks).
     Raises PromoteError (or another HarnessError) on errors, among them "every trial was
     skipped for configuration", which leaves `out` untouched; an empty candidate list from the
-    gates is a result, and is written.
+    gates is a result, and is written. Before any evidence, every study under the current
+    harness must have all its finished trials (in its Optuna storage; `storage` replaces the
+    one the runs recorded) as rows here, else CoverageError: N would count part of the search.
     """
     cur_hash = harness_hash()  # the freeze first: an edited harness refuses here
     check_gates(gates)
@@ -139,6 +144,9 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
     try:
         shadow = shadow_trades(results_dir, friction.version)
         ledger = el.ledger(reader, strategy)
+        tick("counting finished trials in the studies' Optuna storages")
+        covered = require_complete(results_dir, ledger.loc[ledger["harness_hash"] == cur_hash, "study"],
+                                   storage)
         chosen, skipped = el.eligible(ledger, el.runs(reader), cur_hash, friction.version,
                                       el.Markets(data, market, tick))
         el.refuse_if_misconfigured(chosen, skipped)
@@ -179,7 +187,7 @@ def run_promotion(results_dir: str | Path = results.DEFAULT_RESULTS, *, data: st
                [promotion_row(c, s, studies[s.name], gates.correction, now, out) for s, c in cases],
                promote_id, cur_hash, friction.version)
     return PromotionReport(promote_id, cands, tuple(c for _, c in cases),
-                           tuple(skipped), studies, out, lockbox.n_reads)
+                           tuple(skipped), studies, out, lockbox.n_reads, tuple(covered))
 
 
 def _detail(run: dict, market: Market, data: str | None) -> Market | None:
