@@ -224,3 +224,51 @@ def test_the_sql_connection_reads_the_results_folder_and_nothing_else(tmp_path):
     assert not (tmp_path / results.DB_NAME).exists(), "sweep sql writes nothing, not even the view file"
     line = h.one_error_line(h.invoke("sql", f"SELECT * FROM read_csv('{outside}')", "--results", tmp_path))
     assert "Permission" in line and "secret" not in line
+
+
+def _write_batches(folder: str, writer: int, n_batches: int, start_at: float) -> None:
+    """One writer of many: trades then trials per batch, as a sweep worker commits a batch."""
+    while time.time() < start_at:  # every writer starts together: the batches interleave
+        time.sleep(0.001)
+    for b in range(n_batches):
+        study = f"w{writer}"
+        trials = trial_rows(study, range(b * 4, b * 4 + 4))
+        batch = results.new_id()
+        trades = pd.DataFrame({**prov(), "study": study, "trial": trials["trial"], "coin": "BTC",
+                               "r_multiple": 1.0})
+        results.write_batch(folder, "trades", trades, batch=batch)
+        results.write_batch(folder, "trials", trials.assign(batch=batch), batch=batch)
+
+
+def test_concurrent_writers_to_one_folder_lose_and_double_nothing(tmp_path):
+    """Several processes (as several machines on one mounted folder) append to the same tables
+    at once while a reader queries: every row lands exactly once, a reader only ever sees
+    whole batches (4 rows each; a half-written Parquet file would not even read), and no temp
+    file is left. (Two tables read in one query are not one snapshot: each view lists its
+    files when it is read, so only whole-batch counts are asserted while writers run.)"""
+    import multiprocessing as mp
+
+    writers, n_batches = 4, 15
+    ctx = mp.get_context("spawn")
+    start_at = time.time() + 3.0  # after the spawned interpreters have imported
+    procs = [ctx.Process(target=_write_batches, args=(str(tmp_path), w, n_batches, start_at))
+             for w in range(writers)]
+    for p in procs:
+        p.start()
+    seen = []
+    while any(p.is_alive() for p in procs):
+        if results.has_rows(tmp_path, "trials"):
+            got = results.query(tmp_path, "SELECT (SELECT count(*) FROM trials) AS n, "
+                                "(SELECT count(*) FROM trades) AS m")
+            seen.append((int(got["n"].iloc[0]), int(got["m"].iloc[0])))
+        time.sleep(0.05)
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert seen and all(n % 4 == 0 and m % 4 == 0 for n, m in seen)
+    rows = results.query(tmp_path, "SELECT study, trial, count(*) AS k FROM trials GROUP BY ALL")
+    assert len(rows) == writers * n_batches * 4 and (rows["k"] == 1).all()
+    trades = results.query(tmp_path, "SELECT study, trial, count(*) AS k FROM trades GROUP BY ALL")
+    assert len(trades) == len(rows) and (trades["k"] == 1).all()
+    files = list((tmp_path / "trials").iterdir()) + list((tmp_path / "trades").iterdir())
+    assert len(files) == 2 * writers * n_batches and all(f.suffix == ".parquet" for f in files)

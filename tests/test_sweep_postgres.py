@@ -19,6 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import results
+from sweep.calibrate import Plant, write_market
 
 
 def _pg_bin() -> Path | None:
@@ -74,27 +75,63 @@ def postgres():
             shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_processes_share_one_study(tmp_path, postgres):
-    dataset = h.write_dataset(tmp_path / "data", n_bars=1600, n_coins=3)
-    res = tmp_path / "r"  # both "machines" write rows here; the study lives in PostgreSQL
+def two_machines(tmp_path: Path, postgres: str, study: str, results_of) -> tuple[int, list[str]]:
+    """Two `sweep run` workers on one PostgreSQL study, each started in its own working folder
+    (two machines), `results_of(folder)` as its --results; returns (trials asked, stdouts).
+    The market has a planted edge at the hour searched, so trials score and promote judges."""
+    dataset = write_market(tmp_path / "data", 4, 3000, seed=2, plant=Plant(15, 1, 12.0))
     n = 12
-    args = ["run", "--strategy", h.NAME, "--trials", str(n), "--data", dataset, "--folds", "2",
-            "--results", res, "--study", "pg-shared", "--sampler", "tpe", "--batch", "2",
-            "--storage", postgres]
-    procs = [subprocess.Popen(h.cli_cmd(*args, "--seed", str(i)), cwd=h.ROOT, env=h.env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = []
+    for i in range(2):
+        home = tmp_path / f"machine{i}"
+        home.mkdir()
+        args = ["run", "--strategy", "hour_of_day", "--fix", "hour=15,side=long", "--trials", str(n),
+                "--data", dataset, "--folds", "2", "--results", results_of(home), "--study", study,
+                "--sampler", "tpe", "--batch", "2", "--storage", postgres, "--seed", str(i)]
+        procs.append(subprocess.Popen(h.cli_cmd(*args), cwd=home, env=h.env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
         assert h.last_line(out).startswith("best_score: ")
-    study = optuna.load_study(study_name="pg-shared", storage=postgres)
-    trials = study.get_trials(deepcopy=False)
-    complete = {t.number for t in trials if t.state == TrialState.COMPLETE}
-    assert len(complete) == n
+    return n, [o for o, _ in outs]
+
+
+def finished_in(postgres: str, study: str) -> set[int]:
+    trials = optuna.load_study(study_name=study, storage=postgres).get_trials(deepcopy=False)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
+    return {t.number for t in trials if t.state == TrialState.COMPLETE}
+
+
+def test_one_shared_results_folder_holds_every_trial_once_and_n_counts_them(tmp_path, postgres):
+    from sweep.promote import run_promotion
+
+    shared = tmp_path / "shared-results"  # the folder every machine mounts
+    n, outs = two_machines(tmp_path, postgres, "pg-shared", lambda home: shared)
+    complete = finished_in(postgres, "pg-shared")
+    assert len(complete) == n
+    trials = optuna.load_study(study_name="pg-shared", storage=postgres).get_trials(deepcopy=False)
     assert len({t.user_attrs["worker"] for t in trials if t.number in complete}) == 2
-    rows = results.query(res, "SELECT trial FROM trials WHERE study = 'pg-shared'")
+    rows = results.query(shared, "SELECT trial FROM trials WHERE study = 'pg-shared'")
     assert len(rows) == n and set(rows["trial"]) == complete  # no duplicate, none lost
-    run_ids = results.query(res, "SELECT DISTINCT run_id FROM trials")
-    assert len(run_ids) == 2
+    assert len(results.query(shared, "SELECT DISTINCT run_id FROM trials")) == 2
+    assert any(f"now holds {n} finished trial(s)" in o and f"{n} of them with rows there" in o for o in outs)
+    report = run_promotion(shared, out=tmp_path / "c.json", strategy="hour_of_day")
+    assert report.studies["hour_of_day"].n_trials == n  # N: every trial of the study, from both machines
+    assert [(c.study, c.finished, c.rows) for c in report.coverage] == [("pg-shared", n, n)]
+
+
+def test_workers_with_their_own_results_are_refused_with_both_counts(tmp_path, postgres):
+    n, outs = two_machines(tmp_path, postgres, "pg-split", lambda home: "results")  # each its own ./results
+    assert len(finished_in(postgres, "pg-split")) == n
+    local = [tmp_path / f"machine{i}" / "results" for i in range(2)]
+    here = [len(results.query(r, "SELECT DISTINCT trial FROM trials WHERE study = 'pg-split'")) for r in local]
+    assert sum(here) == n and all(0 < k < n for k in here)  # each trial in one folder: split
+    assert all("promote refuses to count part of a study" in o for o in outs)
+    out = tmp_path / "machine0" / "live_candidates.json"
+    for cmd in (["promote", "--results", local[0], "--out", out], ["leaderboard", "--results", local[0]]):
+        r = h.run_cli(*cmd, check=False)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"holds {n} finished trials" in r.stderr and f"rows for only {here[0]} of them" in r.stderr
+        assert "point --results at the shared folder" in r.stderr
+    assert not out.exists()
