@@ -475,3 +475,29 @@ def test_study_evidence_on_the_scale_of_the_trial_sharpes():
     ev_cut = study_evidence(lf[~((lf["trial"] == 3) & (lf["date"] == days[0]))], TrialRef("s", 19), n_ledger=20)
     assert ev_cut.days == ev_all.days - 1
     assert ev_cut.sharpe == pytest.approx(mat[1:, 19].mean() / mat[1:, 19].std(ddof=1) * math.sqrt(365))
+
+
+def test_a_results_folder_missing_finished_trials_is_refused_with_both_counts(planted, tmp_path):
+    """Half of the study's rows elsewhere (a worker with its own --results): N would shrink, so
+    promote refuses before any evidence and names both counts; a journal that is gone is also
+    a refusal, not a silent pass."""
+    _, _, res, out, _ = planted
+    part = tmp_path / "part"
+    shutil.copytree(res, part, ignore=shutil.ignore_patterns("*.duckdb*", "promotions", "lockbox_touches"))
+    trials = results.query(part, "SELECT * FROM trials").drop(columns=["batch"])
+    shutil.rmtree(part / "trials")
+    kept = trials[trials["trial"] % 2 == 0]
+    results.write_batch(part, "trials", kept)
+    new_out = tmp_path / "c.json"
+    r = cli("--results", str(part), "--out", str(new_out))
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert f"holds {len(trials)} finished trials" in r.stderr
+    assert f"rows for only {len(kept)} of them" in r.stderr and "point --results at the shared folder" in r.stderr
+    assert not new_out.exists()
+    runs = results.query(part, "SELECT * FROM runs").drop(columns=["batch"])
+    shutil.rmtree(part / "runs")
+    shutil.rmtree(part / "studies", ignore_errors=True)
+    results.write_batch(part, "runs", runs.assign(storage=str(tmp_path / "gone.journal")))
+    r = cli("--results", str(part), "--out", str(new_out))
+    assert r.exit_code == 2 and "is gone" in r.stderr and "--storage" in r.stderr, r.output
+    assert not new_out.exists()
