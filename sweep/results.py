@@ -122,7 +122,8 @@ RUNS = register_table("runs", (
     ("detail", "str", "intrabar detail interval (--detail), empty: adverse first everywhere"),
     ("trials_target", "int", "finished trials the study runs to (run), candidates (scan)"),
     ("jobs", "int", "worker processes"),
-    ("storage", "str", "Optuna storage URL, password masked"),
+    ("storage", "str", "Optuna storage: a journal as an absolute path, or an RDB URL with the "
+                       "password masked (promote and leaderboard count its finished trials)"),
     ("code_hash", "str", "hash of strategies/ and sweep/space.py (sweep.study_identity.code_hash())"),
     ("git_dirty", "bool", "uncommitted changes in the work tree"),
     ("argv", "str", "the command line, passwords and tokens masked"),
