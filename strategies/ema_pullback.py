@@ -10,6 +10,8 @@ Stop below the pullback's lowest low plus a 0.25 ATR buffer (at least `min_stop_
 target `target_r` R; exit at the next open when the close crosses the slow EMA.
 Filters: the 200-MA gate, the trend-efficiency gate, and a stop at most `max_stop_pct` of
 price (liquidation-safe). Score: slope in ATRs x efficiency.
+`regime_gate` (default off): enter only when the coin's forecast regime is trend (or not chop),
+the regime model fitted on the train window (strategies.regime.gate).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strategies import indicators as ind
 from strategies.base import param, register
 from strategies.common import FAMILY_TREND, columnar, finish, pick
 from strategies.filters import MAX_STOP_FRAC, efficiency_gate, ma_gate, stop_within
+from strategies.regime.gate import GATE_HELP, TREND_GATES, apply_gate, fit_regime
 
 STOP_BUFFER_ATR = 0.25
 
@@ -41,6 +44,7 @@ class Params:
     use_ma_gate: bool = param(True, help="apply the 200-MA gate")
     eff_window: int = param(20, 5, 60, help="trend-efficiency window (bars); < 0.30 rejects")
     max_stop_pct: float = param(MAX_STOP_FRAC, 0.01, 0.10, help="skip a setup whose stop is wider than this fraction of price (liquidation-safe)")
+    regime_gate: str = param("off", choices=TREND_GATES, help=GATE_HELP)
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,11 @@ LIVE = Thresholds(trend_bars=24, min_slope=0.5, touch=0.002)
 SHADOW = Thresholds(trend_bars=12, min_slope=0.2, touch=0.006)
 
 
-@register("ema_pullback", Params, description="established EMA trend (stack + slope), entry on a "
+def fit(train: Market, p: Params):
+    return fit_regime(train, p.regime_gate)
+
+
+@register("ema_pullback", Params, fit=fit, description="established EMA trend (stack + slope), entry on a "
           "pullback to the fast EMA that resumes; stop under the pullback low")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
@@ -82,5 +90,6 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
     stop = np.where(d > 0, c - swing_low, swing_high - c) + STOP_BUFFER_ATR * atr
     stop = np.maximum(stop, p.min_stop_atr * atr)
     d = np.where(allowed & stop_within(stop, c, p.max_stop_pct), d, 0)
+    d = apply_gate(d, fitted, market, p.regime_gate)
     return finish(market, "ema_pullback", mode, d, stop, p.target_r, np.abs(slope) * mult,
                   FAMILY_TREND, exit=ind.crossed(c, slow) != 0, atr14=atr if p.atr_n == 14 else None)

@@ -10,6 +10,8 @@ falling knife, not a range). The trend-efficiency gate is applied INVERTED, on p
 strategy wants chop, so it rejects a strongly trending path (efficiency > 0.70) instead of a
 choppy one (< 0.30 would reject exactly the ranges it trades). No funding filter (the issue
 asks it of momentum only). A stop wider than `max_stop_pct` of price skips the setup. Score: how far beyond the band the close is, in ATRs, plus one.
+`regime_gate` (default off): fade only when the coin's forecast regime is chop, reversal, or
+not trend, the regime model fitted on the train window (strategies.regime.gate).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strategies import indicators as ind
 from strategies.base import param, register
 from strategies.common import FAMILY_REVERSION, columnar, finish, pick
 from strategies.filters import EFFICIENCY_BOOST, MAX_STOP_FRAC, ma_gate, stop_within
+from strategies.regime.gate import GATE_HELP, REVERSION_GATES, apply_gate, fit_regime
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Params:
     use_ma_gate: bool = param(True, help="apply the 200-MA gate")
     eff_window: int = param(20, 5, 60, help="trend-efficiency window; a path above 0.70 is skipped")
     max_stop_pct: float = param(MAX_STOP_FRAC, 0.01, 0.10, help="skip a setup whose stop is wider than this fraction of price (liquidation-safe)")
+    regime_gate: str = param("off", choices=REVERSION_GATES, help=GATE_HELP)
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,11 @@ LIVE = Thresholds(rsi_low=30.0, rsi_high=70.0, max_width=0.05)
 SHADOW = Thresholds(rsi_low=35.0, rsi_high=65.0, max_width=0.08)
 
 
-@register("mean_reversion", Params, description="RSI extreme + close outside the Bollinger band, "
+def fit(train: Market, p: Params):
+    return fit_regime(train, p.regime_gate)
+
+
+@register("mean_reversion", Params, fit=fit, description="RSI extreme + close outside the Bollinger band, "
           "skipped when band width > 5%; tight ATR stop, exit at the mid band")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
@@ -70,7 +78,7 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
     allowed = stop_within(stop, c, p.max_stop_pct)
     if p.use_ma_gate:
         allowed &= ma_gate(c, d)
-    d = np.where(allowed, d, 0)
+    d = apply_gate(np.where(allowed, d, 0), fitted, market, p.regime_gate)
     with np.errstate(invalid="ignore", divide="ignore"):
         beyond = np.where(d > 0, lower - c, c - upper) / atr
         target = np.abs(mid - c) / stop

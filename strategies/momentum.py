@@ -12,6 +12,8 @@ Long at the close of bar t when all hold (short mirrored):
   `max_stop_pct` of price skips the setup (it would sit beyond the liquidation price).
 Stop `stop_atr` x ATR, target `target_atr` x ATR (so target_atr / stop_atr in R).
 Exit at the next open when the EMAs cross back. Score: ADX / 25 x efficiency x funding bonus.
+`regime_gate` (default off): enter only when the coin's forecast regime is trend (or not chop),
+the regime model fitted on the train window (strategies.regime.gate).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from strategies import indicators as ind
 from strategies.base import param, register
 from strategies.common import FAMILY_TREND, columnar, finish, pick
 from strategies.filters import MAX_STOP_FRAC, efficiency_gate, funding_filter, ma_gate, stop_within
+from strategies.regime.gate import GATE_HELP, TREND_GATES, apply_gate, fit_regime
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Params:
     use_ma_gate: bool = param(True, help="apply the 200-MA gate")
     eff_window: int = param(20, 5, 60, help="trend-efficiency window (bars); < 0.30 rejects")
     max_stop_pct: float = param(MAX_STOP_FRAC, 0.01, 0.10, help="skip a setup whose stop is wider than this fraction of price (liquidation-safe)")
+    regime_gate: str = param("off", choices=TREND_GATES, help=GATE_HELP)
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,12 @@ LIVE = Thresholds(adx_min=25.0, vol_mult=1.5)
 SHADOW = Thresholds(adx_min=15.0, vol_mult=1.0)
 
 
-@register("momentum", Params, description="EMA 8/21 cross + 20-bar breakout, RSI zone, volume spike, "
-          "ADX >= 25 rising, funding filter; 1.5 ATR stop, 3 ATR target")
+def fit(train: Market, p: Params):
+    return fit_regime(train, p.regime_gate)
+
+
+@register("momentum", Params, fit=fit, description="EMA 8/21 cross + 20-bar breakout, RSI zone, "
+          "volume spike, ADX >= 25 rising, funding filter; 1.5 ATR stop, 3 ATR target")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
     market = columnar(market)
@@ -94,5 +102,6 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
         score = score * bonus
     stop = p.stop_atr * atr
     d = np.where(allowed & stop_within(stop, c, p.max_stop_pct), d, 0)
+    d = apply_gate(d, fitted, market, p.regime_gate)
     return finish(market, "momentum", mode, d, stop, p.target_atr / p.stop_atr,
                   score * adx / 25.0, FAMILY_TREND, exit=cross != 0, atr14=atr if p.atr_n == 14 else None)

@@ -13,6 +13,9 @@ Filters on 4h bars: the 200-MA gate (200 4h bars) and the trend-efficiency gate;
 than `max_stop_pct` of price skips the setup (4h ATRs of alts often put it past the liquidation
 price of a 10x isolated position).
 Score: 4h ADX / 25 x efficiency multiplier.
+`regime_gate` (default off): a 4h entry only when the coin's forecast regime at the base bar
+of that 4h close is trend (or not chop), the regime model fitted on the train window
+(strategies.regime.gate); the entry then stands until the next 4h close, as without the gate.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from strategies import indicators as ind
 from strategies.base import param, register
 from strategies.common import FAMILY_TREND, finish, pick
 from strategies.filters import MAX_STOP_FRAC, efficiency_gate, ma_gate, stop_within
+from strategies.regime.gate import GATE_HELP, TREND_GATES, allowed, fit_regime, regime_codes
+from strategies.regime.labels import UNKNOWN
 
 HIGHER = "4h"
 
@@ -45,6 +50,7 @@ class Params:
     use_ma_gate: bool = param(True, help="apply the 200-MA gate on 4h closes")
     eff_window: int = param(12, 4, 42, help="trend-efficiency window in 4h bars; < 0.30 rejects")
     max_stop_pct: float = param(MAX_STOP_FRAC, 0.01, 0.10, help="skip a setup whose stop is wider than this fraction of price (liquidation-safe)")
+    regime_gate: str = param("off", choices=TREND_GATES, help=GATE_HELP)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,11 @@ LIVE = Thresholds(adx_min=20.0)
 SHADOW = Thresholds(adx_min=12.0)
 
 
-@register("trend_alpha", Params, description="4h trend following (EMA 20/50 + 20-bar breakout + "
+def fit(train: Market, p: Params):
+    return fit_regime(train, p.regime_gate)
+
+
+@register("trend_alpha", Params, fit=fit, description="4h trend following (EMA 20/50 + 20-bar breakout + "
           "ADX) from causal 4h bars; ATR stop and configurable trail")
 def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Signals:
     th = pick(mode, LIVE, SHADOW)
@@ -69,10 +79,9 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
         long = (fast > slow) & (c > ind.lag(ind.rolling_max(h, p.breakout), 1)) & (adx >= th.adx_min)
         short = (fast < slow) & (c < ind.lag(ind.rolling_min(lo, p.breakout), 1)) & (adx >= th.adx_min)
     d4 = long.astype(np.int8) - short.astype(np.int8)
-    allowed, mult = efficiency_gate(c, p.eff_window)
+    ok, mult = efficiency_gate(c, p.eff_window)
     if p.use_ma_gate:
-        allowed &= ma_gate(c, d4)
-    d4 = np.where(allowed, d4, 0)
+        ok &= ma_gate(c, d4)
 
     def base(values: np.ndarray, fill=np.nan) -> np.ndarray:
         return align_to_base(values, m4, market, fill=fill)
@@ -80,6 +89,12 @@ def generate(market: Market, p: Params, mode: Mode = "live", fitted=None) -> Sig
     # The base bar on which each 4h bar first becomes usable (its close is the 4h close).
     j = base(np.arange(m4.n_bars), fill=-1)
     fresh = (j >= 0) & (j != np.concatenate([[-1], j[:-1]]))
+    if p.regime_gate != "off":  # the regime at the base bar of each 4h close
+        codes4 = np.full(d4.shape, UNKNOWN, dtype=np.int8)
+        rows = np.flatnonzero(fresh)
+        codes4[j[rows]] = regime_codes(fitted, market)[rows]
+        ok &= allowed(codes4, p.regime_gate)
+    d4 = np.where(ok, d4, 0)
     exit_ = fresh[:, None] & base(ind.crossed(c, slow) != 0, fill=False)
     stop = p.stop_atr * base(atr4)
     d = np.where(stop_within(stop, market.close, p.max_stop_pct), base(d4, fill=0), 0)

@@ -22,7 +22,7 @@ from sweep import results
 from sweep.causality import Verdict
 from sweep.space import parse_value
 from sweep.study import Context, StudyConfig, best_comparable, ensure_causal, prepare, write_run
-from sweep.trial_rows import TrialResult, write_trials
+from sweep.trial_rows import TrialResult, regime_models, write_trials
 from sweep.workers import evaluate_params
 
 
@@ -111,8 +111,10 @@ def scan(cfg: StudyConfig, param: str, values: list[str]) -> ScanOutcome:
     base = cand.index(current)
     best = int(np.argmax(scores))
     kept = best if scores[best] > scores[base] else base
-    batch = [TrialResult(ctx.study_name, i, dataclasses.asdict(p), e, err, 0.0, kept=i == kept)
-             for i, (p, (e, err)) in enumerate(zip(params, outcomes, strict=True))]
+    regimes = regime_models(params, [e is not None for e, _ in outcomes], ctx.market, ctx.folds)
+    batch = [TrialResult(ctx.study_name, i, dataclasses.asdict(p), e, err, 0.0, kept=i == kept,
+                         regime_model=rm)
+             for i, (p, (e, err), rm) in enumerate(zip(params, outcomes, regimes, strict=True))]
     write_trials(cfg.results, batch, ctx.prov, "scan", ctx.strategy.name)
     summary = {"param": param, "kept": cand[kept], "kept_score": float(scores[kept]),
                "incumbent": current, "incumbent_score": float(scores[base]),

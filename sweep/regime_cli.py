@@ -1,14 +1,16 @@
-"""`python -m sweep regime train|eval`: the Neural CDE regime classifier and its HMM baseline.
+"""`python -m sweep regime train|eval`: the Neural CDE regime classifier, its HMMs and baselines.
 
-Both commands split the data the same way: the last `--holdout` fraction of bars is held out,
-everything before it is the train window (labels on it never read past its last bar). `train`
-fits the CDE on the train window and writes the checkpoint under `--results`; `eval` scores the
-CDE checkpoint made for that train window and an HMM fitted on the same window, side by side,
-on the held-out bars, and writes eval.json and eval.parquet next to the checkpoint.
+Both commands cut the data the same way (strategies.regime.heldout.eval_folds): the last
+`--holdout` of the bars before the lockbox becomes `--folds` test windows, each fold trains on
+everything before its test window (less a purge). `train` fits one CDE per fold on its train
+window and writes the checkpoints under `--results` (a fold whose checkpoint exists is skipped,
+so a killed run resumes); `eval` scores the baselines, the HMMs and (when every fold has its
+checkpoint) the CDE on the same held-out windows, and writes eval.json and eval.parquet.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 import numpy as np
 import pyarrow as pa
 import typer
+from rich.columns import Columns
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -33,11 +36,12 @@ from harness.errors import ConfigError
 from harness.market import Market
 from harness.sources import load_market
 from strategies.regime.artifacts import DEFAULT_RESULTS_DIR, checkpoint_paths
-from strategies.regime.labels import CLASSES, UNKNOWN, LabelSpec, fit_barriers, forward_labels
-from strategies.regime.metrics import classification_report
+from strategies.regime.heldout import coin_wins, confusions, eval_folds, held_out, report_rows
+from strategies.regime.labels import CLASSES, UNKNOWN, LabelSpec
 
 DEFAULT_COINS = ("BTC", "ETH", "SOL", "XRP", "DOGE", "SUI", "LINK", "AVAX")
-HOLDOUT_FRAC = 0.15
+MODEL_NAMES = {"majority": "majority", "persistence": "persistence", "hmm": "HMM",
+               "hmm_drawdown": "HMM drawdown", "cde": "CDE"}
 
 console = Console()
 err = Console(stderr=True)
@@ -50,8 +54,10 @@ CoinsOpt = Annotated[str | None, typer.Option(
     "--coins", help="Comma-separated coins. Default: " + ",".join(DEFAULT_COINS)
                     + " when the data has them all, else every coin.")]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder of checkpoints and eval files.")]
+FoldsOpt = Annotated[int, typer.Option("--folds", min=1, max=20, help="Held-out test windows.")]
 HoldoutOpt = Annotated[float, typer.Option(
-    "--holdout", min=0.01, max=0.5, help="Fraction of the last bars held out from training.")]
+    "--holdout", min=0.05, max=0.8,
+    help="Fraction of the bars before the lockbox (the last 15%, never read) cut into the test windows.")]
 
 
 def load(data: str | None, coins: str | None) -> Market:
@@ -65,15 +71,6 @@ def load(data: str | None, coins: str | None) -> Market:
     if set(DEFAULT_COINS) <= set(market.coins):
         return load_market(data, interval="1h", coins=list(DEFAULT_COINS))
     return market
-
-
-def split_bars(market: Market, holdout: float) -> int:
-    """First held-out bar: everything before it is the train window."""
-    split = market.n_bars - int(round(market.n_bars * holdout))
-    if split < 1000 or split >= market.n_bars:
-        raise ConfigError(f"{market.n_bars} bars with --holdout {holdout} leave {split} train bars; "
-                          "the CDE needs a 720-bar lookback plus training data: use more data")
-    return split
 
 
 def _progress() -> Progress:
@@ -91,7 +88,7 @@ def _f(x: float) -> str:
 
 
 def train(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DEFAULT_RESULTS_DIR,
-          holdout: HoldoutOpt = HOLDOUT_FRAC,
+          folds: FoldsOpt = 3, holdout: HoldoutOpt = 0.3,
           epochs: Annotated[int | None, typer.Option(
               min=1, help="Maximum epochs (early stopping may end sooner). Default: CDEConfig's.")] = None,
           samples: Annotated[int | None, typer.Option(
@@ -99,157 +96,139 @@ def train(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DE
           threads: Annotated[int, typer.Option(
               min=1, max=64, help="torch CPU threads (1 is fastest on a busy machine).")] = 1,
           seed: Annotated[int, typer.Option(help="Seed of sampling and initialization.")] = 0) -> None:
-    """Train the Neural CDE regime classifier on everything before the held-out part."""
+    """Train one Neural CDE per fold on that fold's train window (existing checkpoints are kept)."""
     from strategies.regime.cde import CDEConfig, train_cde
 
     market = load(data, coins)
-    split = split_bars(market, holdout)
-    train_mkt = market.slice(0, split)
+    plan = eval_folds(market.n_bars, folds, holdout).split(market.n_bars)
     given = {"epochs": epochs, "samples_per_epoch": samples}
     cfg = CDEConfig(threads=threads, seed=seed, **{k: v for k, v in given.items() if v is not None})
-    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, train bars 0..{split - 1} "
-                  f"({train_mkt.index[0]} .. {train_mkt.index[-1]}), held out {market.n_bars - split}")
+    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, {len(plan.folds)} folds, "
+                  f"lockbox from {market.index[plan.lockbox_start]} (not read); checkpoints in "
+                  f"{escape(str(results))}")
+    table = Table(title="Neural CDE per fold")
+    for col in ("fold", "train bars", "train until", "status", "best epoch", "val macro F1", "seconds",
+                "checkpoint"):
+        table.add_column(col, justify="left" if col in ("status", "checkpoint") else "right")
     with _progress() as bar:
-        task = bar.add_task("training CDE", total=None, info="")
+        for j, fold in enumerate(plan.folds):
+            train_mkt = market.slice(*fold.train)
+            pt, meta = checkpoint_paths(results, train_mkt.fingerprint)
+            row = [str(j), str(train_mkt.n_bars), str(train_mkt.index[-1])]
+            if pt.is_file() and meta.is_file():
+                m = json.loads(meta.read_text())["metrics"]
+                table.add_row(*row, "kept", str(m["best_epoch"]), _f(m["val_macro_f1"]),
+                              str(m["seconds"]), meta.name)
+                continue
+            task = bar.add_task(f"fold {j}", total=None, info="")
 
-        def report(step: int, total: int, info: dict) -> None:
-            bar.update(task, completed=step, total=total,
-                       info=f"epoch {info['epoch']} loss {info['loss']:.3f}")
+            def report(step: int, total: int, info: dict, task=task) -> None:
+                bar.update(task, completed=step, total=total,
+                           info=f"epoch {info['epoch']} loss {info['loss']:.3f}")
 
-        model = train_cde(train_mkt, cfg, LabelSpec(), report)
-    pt, meta = model.save(results)
-    m = model.metrics
-    table = Table(title=f"Neural CDE training (train data {model.span.fingerprint})")
-    for col in ("epoch", "train loss", "val loss", "val accuracy", "val macro F1"):
-        table.add_column(col, justify="right")
-    for h in m["history"]:
-        mark = " *" if h["epoch"] == m["best_epoch"] else ""
-        table.add_row(f"{h['epoch']}{mark}", _f(h["train_loss"]), _f(h["val_loss"]),
-                      _pct(h["val_accuracy"]), _f(h["val_macro_f1"]))
+            model = train_cde(train_mkt, cfg, LabelSpec(), report)
+            _, meta = model.save(results)
+            m = model.metrics
+            table.add_row(*row, "trained", str(m["best_epoch"]), _f(m["val_macro_f1"]),
+                          str(m["seconds"]), meta.name)
     console.print(table)
-    console.print(f"best epoch {m['best_epoch']} (*), {m['train_windows']} train / "
-                  f"{m['val_windows']} validation windows (validation from {m['val_start']}), "
-                  f"{m['seconds']} s\ncheckpoint {escape(str(pt))}\nmetadata   {escape(str(meta))}")
 
 
-def _report_rows(model: str, y: np.ndarray, pred: np.ndarray, coins: tuple[str, ...]) -> list[dict[str, Any]]:
-    rows = []
-    for name, cols in [(c, [i]) for i, c in enumerate(coins)] + [("ALL", list(range(len(coins))))]:
-        yy, pp = y[:, cols], pred[:, cols]
-        ok = yy != UNKNOWN
-        rep = classification_report(yy[ok], pp[ok])
-        row: dict[str, Any] = {"model": model, "coin": name, "n": rep["n"], "accuracy": rep["accuracy"],
-                               "macro_f1": rep["macro_f1"]}
-        for c in CLASSES:
-            for k in ("precision", "recall", "f1", "support"):
-                row[f"{c}_{k}"] = rep[c][k]
-        row["abstained"] = int((pp[ok] == UNKNOWN).sum())
-        rows.append(row)
-    return rows
+def _summary(rows: list[dict[str, Any]], models: list[str], n_folds: int) -> Table:
+    wins = coin_wins(rows)
+    t = Table(title="Regime models on the held-out windows (all folds, all coins)")
+    for col in ["model", "n", "accuracy"] + [f"{c} F1" for c in CLASSES] + ["macro F1", "coin wins"]:
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for j in range(n_folds):
+        t.add_column(f"fold {j} macro F1", justify="right")
+    best = max(r["macro_f1"] for r in rows if r["coin"] == "ALL" and r["fold"] == -1)
+    for m in models:
+        by = {r["fold"]: r for r in rows if r["model"] == m and r["coin"] == "ALL"}
+        a = by[-1]
+        t.add_row(MODEL_NAMES.get(m, m), str(a["n"]), _pct(a["accuracy"]), *[_f(a[f"{c}_f1"]) for c in CLASSES],
+                  _f(a["macro_f1"]), str(wins[m]), *[_f(by[j]["macro_f1"]) for j in range(n_folds)],
+                  style="bold" if np.isclose(a["macro_f1"], best) else None)
+    return t
 
 
-def _model_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    t = Table(title=title)
+def _per_coin(rows: list[dict[str, Any]], models: list[str], coins: tuple[str, ...]) -> Table:
+    t = Table(title="Macro F1 per coin (all folds; bold: the best)")
     t.add_column("coin")
-    t.add_column("n", justify="right")
-    t.add_column("accuracy", justify="right")
-    for c in CLASSES:
-        t.add_column(f"{c} P/R/F1", justify="right")
-    t.add_column("macro F1", justify="right")
-    for r in rows:
-        t.add_row(r["coin"], str(r["n"]), _pct(r["accuracy"]),
-                  *[f"{r[f'{c}_precision']:.2f}/{r[f'{c}_recall']:.2f}/{r[f'{c}_f1']:.2f}" for c in CLASSES],
-                  _f(r["macro_f1"]), style="bold" if r["coin"] == "ALL" else None)
+    for m in models:
+        t.add_column(MODEL_NAMES.get(m, m), justify="right")
+    for coin in coins:
+        by = {r["model"]: r["macro_f1"] for r in rows if r["coin"] == coin and r["fold"] == -1}
+        best = max(by.values())
+        t.add_row(coin, *[f"[bold]{_f(by[m])}[/]" if np.isclose(by[m], best) else _f(by[m])
+                          for m in models])
+    return t
+
+
+def _confusion(name: str, cm: np.ndarray) -> Table:
+    t = Table(title=f"{name}: true (rows) x predicted", title_justify="left")
+    t.add_column("")
+    for c in (*CLASSES, "unknown"):
+        t.add_column(c, justify="right")
+    for i, c in enumerate(CLASSES):
+        t.add_row(c, *[str(int(v)) for v in cm[i]])
     return t
 
 
 def evaluate(data: DataOpt = None, coins: CoinsOpt = None, results: ResultsOpt = DEFAULT_RESULTS_DIR,
-             holdout: HoldoutOpt = HOLDOUT_FRAC) -> None:
-    """Score the CDE checkpoint and the HMM side by side on the held-out part."""
-    from strategies.regime.hmm import (
-        HMMConfig,
-        fit_market_hmm,
-        fit_state_classes,
-        market_proba,
-        proba_to_classes,
-    )
-
+             folds: FoldsOpt = 3, holdout: HoldoutOpt = 0.3) -> None:
+    """Score the baselines, the HMMs and the CDE checkpoints on the same held-out windows."""
     t0 = time.perf_counter()
     market = load(data, coins)
-    split = split_bars(market, holdout)
-    train_mkt = market.slice(0, split)
     spec = LabelSpec()
-    theta = fit_barriers(train_mkt, spec)
-    y = forward_labels(market, theta, spec)[split:]
-    pt, meta = checkpoint_paths(results, train_mkt.fingerprint)
-    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, train bars 0..{split - 1}, "
-                  f"held out {market.n_bars - split} ({market.index[split]} .. {market.index[-1]})")
-    preds: dict[str, np.ndarray] = {}
+    fold_cfg = eval_folds(market.n_bars, folds, holdout, spec)
+    plan = fold_cfg.split(market.n_bars)
+    first, last = plan.folds[0].test[0], plan.folds[-1].test[1] - 1
+    console.print(f"[bold]{escape(market.label)}[/]: {market.n_coins} coins, {len(plan.folds)} "
+                  f"held-out windows {market.index[first]} .. {market.index[last]}, each fold trained "
+                  f"on the bars before its window; lockbox from {market.index[plan.lockbox_start]} not read")
     with _progress() as bar:
-        task = bar.add_task("evaluating", total=4, info="HMM fit")
-        hmm = fit_market_hmm(train_mkt, HMMConfig())
-        classes = fit_state_classes(market_proba(hmm, train_mkt), forward_labels(train_mkt, theta, spec))
-        preds["HMM"] = proba_to_classes(market_proba(hmm, market), classes)[split:]
-        bar.update(task, advance=1, info="CDE checkpoint")
-        if meta.is_file() and pt.is_file():
-            from strategies.regime.cde import load_cde
+        task = bar.add_task("fitting", total=len(plan.folds), info="")
 
-            cde = load_cde(meta)
-            if not np.allclose(cde.theta, theta):
-                raise ConfigError(f"{meta}: its label barriers differ from this data's train window; "
-                                  "retrain with `python -m sweep regime train`")
-            bar.update(task, advance=1, info="CDE predict")
-            windows = bar.add_task("CDE windows", total=None, info="")
-            preds["CDE"] = cde.predict(market, start=split, progress=lambda done, total: bar.update(
-                windows, completed=done, total=total))[split:]
-        else:
-            err.print(f"[yellow]no CDE checkpoint for train data {train_mkt.fingerprint} under "
-                      f"{escape(str(results))}: run `python -m sweep regime train` with the same --data, --coins "
-                      "and --holdout; showing the HMM only[/]")
-            bar.update(task, advance=1)
-        bar.update(task, advance=1, info="scoring")
-        rows = [r for name in ("CDE", "HMM") if name in preds
-                for r in _report_rows(name, y, preds[name], market.coins)]
-        bar.update(task, advance=1, info="done")
-    held = market.index[split], market.index[-1]
-    for name in ("CDE", "HMM"):
-        if name in preds:
-            console.print(_model_table(f"{name} on the held-out part {held[0]} .. {held[1]}",
-                                       [r for r in rows if r["model"] == name]))
-    names = [n for n in ("CDE", "HMM") if n in preds]
-    side = Table(title="Side by side (held-out part)")
-    side.add_column("coin")
-    for name in names:
-        side.add_column(f"{name} accuracy", justify="right")
-    for name in names:
-        side.add_column(f"{name} macro F1", justify="right")
-    for coin in list(market.coins) + ["ALL"]:
-        by = {r["model"]: r for r in rows if r["coin"] == coin}
-        side.add_row(coin, *[_pct(by[n]["accuracy"]) for n in names], *[_f(by[n]["macro_f1"]) for n in names],
-                     style="bold" if coin == "ALL" else None)
-    console.print(side)
-    ok = y != UNKNOWN
-    dist = np.bincount(y[ok].astype(np.int64), minlength=len(CLASSES)) / max(ok.sum(), 1)
+        def report(fold: int, model: str) -> None:
+            bar.update(task, completed=fold, info=f"fold {fold}: {model}")
+
+        h = held_out(market, fold_cfg, spec, results, progress=report)
+        bar.update(task, completed=len(plan.folds), info="done")
+    rows = report_rows(h)
+    models = h.models
+    console.print(_summary(rows, models, len(plan.folds)))
+    console.print(_per_coin(rows, models, h.coins))
+    cms = confusions(h)
+    console.print(Columns([_confusion(MODEL_NAMES.get(m, m), cms[m]) for m in models]))
+    for name, why in h.absent.items():
+        err.print(f"[yellow]{MODEL_NAMES.get(name, name)} not scored: {escape(why)}; run `python -m sweep regime "
+                  "train` with the same --data, --coins, --folds and --holdout[/]")
+    ok = h.y != UNKNOWN
+    dist = np.bincount(h.y[ok].astype(np.int64), minlength=len(CLASSES)) / max(ok.sum(), 1)
     mix = ", ".join(f"{c} {_pct(p)}" for c, p in zip(CLASSES, dist, strict=True))
-    console.print(f"held-out label mix: {mix}; label: {escape(spec.describe())}")
+    seconds = round(time.perf_counter() - t0, 1)
+    console.print(f"held-out label mix: {mix}; label: {escape(spec.describe())}\n"
+                  "persistence predicts the newest label whose forward window has closed (bar t-24)")
     out = {
-        "data": market.label, "data_fingerprint": market.fingerprint,
-        "train_fingerprint": train_mkt.fingerprint, "coins": list(market.coins),
-        "train": [market.index[0].isoformat(), market.index[split - 1].isoformat()],
-        "held_out": [held[0].isoformat(), held[1].isoformat()],
+        "data": market.label, "data_fingerprint": market.fingerprint, "coins": list(market.coins),
+        "folds": [{"train": [market.index[f.train[0]].isoformat(), market.index[f.train[1] - 1].isoformat()],
+                   "test": [market.index[f.test[0]].isoformat(), market.index[f.test[1] - 1].isoformat()],
+                   "theta": th} for f, th in zip(plan.folds, h.theta, strict=True)],
         "label": {"spec": spec.__dict__, "definition": spec.describe(),
-                  "theta": dict(zip(market.coins, map(float, theta), strict=True)),
                   "held_out_mix": dict(zip(CLASSES, map(float, dist), strict=True))},
-        "checkpoint": str(meta) if "CDE" in preds else None,
-        "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
+        "models": models, "absent": h.absent, "coin_wins": coin_wins(rows),
+        "confusion": {m: cms[m].tolist() for m in models},
+        "rows": rows, "seconds": seconds,
     }
     atomic_write_json(out, Path(results) / "eval.json")
     atomic_write_parquet(pa.Table.from_pylist(rows), Path(results) / "eval.parquet")
-    console.print(escape(f"written {Path(results) / 'eval.json'} and {Path(results) / 'eval.parquet'}"))
+    console.print(escape(f"written {Path(results) / 'eval.json'} and {Path(results) / 'eval.parquet'} "
+                         f"in {seconds} s"))
 
 
 def register(app: typer.Typer) -> None:
-    regime = typer.Typer(help="Regime models: train the Neural CDE, evaluate it against the HMM.",
+    regime = typer.Typer(help="Regime models: train the Neural CDE per fold; score it, the HMMs and "
+                         "the baselines on held-out windows.",
                          no_args_is_help=True)
     regime.command("train")(train)
     regime.command("eval")(evaluate)

@@ -156,7 +156,9 @@ TRIALS = register_table("trials", (
     ("duration_s", "float", "evaluation wall time of this trial (batch time / batch size)"),
     ("finished_at", "ts", "UTC"),
 ), "One row per evaluated parameter set. Also base_<m> and stress_<m> for every field of "
-   "harness.metrics.Metrics (annualized, max_dd, sharpe, calmar, n_trades, ...) and p_<param>.",
+   "harness.metrics.Metrics (annualized, max_dd, sharpe, calmar, n_trades, ...), p_<param>, and "
+   "regime_model: the per-coin regime model(s) a regime gate fitted on the folds' train windows "
+   "('' when the gate is off or the strategy has none; absent in rows written before it).",
     extra_ok=True)
 
 TRIAL_RETURNS = register_table("trial_returns", (

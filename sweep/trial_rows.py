@@ -16,7 +16,10 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluate import Evaluation
+from harness.folds import Folds
+from harness.market import Market
 from harness.metrics import MAX_LOSS_ANNUALIZED, MIN_TRADES, raw_score
+from strategies.regime.gate import models_used
 from sweep import results
 
 
@@ -46,6 +49,7 @@ class TrialResult:
     error: str | None = None
     duration_s: float = 0.0
     kept: bool = False
+    regime_model: str = ""  # the per-coin regime model(s) behind a regime gate; '' without one
 
     @property
     def status(self) -> str:
@@ -81,6 +85,18 @@ class TrialResult:
         return violations(ev.base.n_trades, ev.base.annualized, ev.stress.calmar)
 
 
+def regime_models(params: list[Any], evaluated: list[bool], market: Market, folds: Folds) -> list[str]:
+    """Per parameter set, the regime model(s) its regime gate used on the folds' train windows
+    ('' without a gate or an evaluation); the fits are cached, so this refits nothing."""
+    gates = [getattr(p, "regime_gate", "off") if ok else "off" for p, ok in zip(params, evaluated, strict=True)]
+    if all(g == "off" for g in gates):
+        return [""] * len(params)
+    plan = folds.split(market.n_bars)
+    view = market.slice(0, plan.lockbox_start)
+    windows = [view.slice(*f.train) for f in plan.folds]
+    return [models_used(g, windows) for g in gates]
+
+
 CONSTRAINTS = ("min_trades", "max_loss", "stress_calmar")  # the order of violations()
 
 
@@ -114,6 +130,7 @@ def trial_row(r: TrialResult, prov: Provenance, command: str, strategy: str) -> 
         "params": results.to_json(r.params),
         "kept": r.kept,
         "min_trades": MIN_TRADES,
+        "regime_model": r.regime_model,
         "duration_s": r.duration_s,
         "finished_at": results.now(),
     }

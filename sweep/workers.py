@@ -33,7 +33,7 @@ from sweep.optuna_trials import (
     worker_id,
 )
 from sweep.storage import storage_url, sync_journal
-from sweep.trial_rows import TrialResult, write_trials
+from sweep.trial_rows import TrialResult, regime_models, write_trials
 
 if TYPE_CHECKING:
     from strategies.base import RegisteredStrategy
@@ -126,8 +126,9 @@ def run_batch(study: optuna.Study, ctx: Context, trials: list[optuna.Trial]) -> 
     params = [ctx.space.params(t.params) for t in trials]
     outcomes = evaluate_params(ctx, params)
     dt = (time.perf_counter() - t0) / max(1, len(trials))
-    batch = [TrialResult(ctx.study_name, t.number, asdict(p), ev, err, dt)
-             for t, p, (ev, err) in zip(trials, params, outcomes, strict=True)]
+    regimes = regime_models(params, [ev is not None for ev, _ in outcomes], ctx.market, ctx.folds)
+    batch = [TrialResult(ctx.study_name, t.number, asdict(p), ev, err, dt, regime_model=rm)
+             for t, p, (ev, err), rm in zip(trials, params, outcomes, regimes, strict=True)]
     multi = len(study.directions) > 1
     with signals_deferred():
         live = [r.evaluation is None or constrain(t, r.violations)

@@ -34,6 +34,30 @@ def planted_market(n: int = 1500, coins: tuple[str, ...] = ("BTC", "ETH"), seed:
     return m, state
 
 
+def switching_market(n: int = 2400, coins: tuple[str, ...] = ("AAA", "BBB"), seed: int = 0,
+                     block: tuple[int, int] = (36, 72)) -> tuple[Market, np.ndarray]:
+    """Calm chop (state 0: hourly log returns N(0, 0.0005)) and a steady up-trend (state 1:
+    N(0.004, 0.001)) alternating in blocks of random length in [block[0], block[1]): the
+    generating model is a 2-state Gaussian HMM on the hourly return. Returns the market and
+    the (n,) planted state."""
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(block[0], block[1], n // block[0] + 1)
+    state = np.repeat(np.arange(lens.size) % 2, lens)[:n]
+    k = len(coins)
+    vol = np.where(state == 1, 0.001, 0.0005)[:, None]
+    r = np.where(state == 1, 0.004, 0.0)[:, None] + vol * rng.standard_normal((n, k))
+    close = 100.0 * np.exp(np.cumsum(r, axis=0))
+    open_ = np.vstack([close[:1], close[:-1]])
+    wick = np.abs(rng.standard_normal((n, k))) * vol * close * 0.3
+    idx = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    m = Market(index=idx, coins=tuple(coins), interval="1h", open=open_,
+               high=np.maximum(open_, close) + wick, low=np.minimum(open_, close) - wick,
+               close=close, volume=np.full((n, k), 100.0), funding=np.zeros((n, k)),
+               premium=np.full((n, k), np.nan), open_interest=np.full((n, k), np.nan),
+               listed=np.ones((n, k), dtype=bool), source="test switching regimes", synthetic=True)
+    return m, state
+
+
 def perturbed_after(market: Market, t: int, seed: int = 1) -> Market:
     """Bars after t replaced by a random walk of positive prices (a different future)."""
     rng = np.random.default_rng(seed)

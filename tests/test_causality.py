@@ -14,6 +14,9 @@ to days and on the 2022 bear basket. Strategies on bars shorter than the default
 run on the default's hourly bars as they are (their code does not depend on the bar length) and
 on the last 2,000 bars of the real 15m file.
 
+A strategy with a `regime_gate` parameter is checked once more with the gate on (its per-coin
+regime model fitted on the train window, then generate), on the default market with fewer cuts.
+
 Markets carry recorded-like snapshots (open interest straddling the $10M gate, book imbalance,
 each missing on some bars) so the gates that read them decide something; strategies whose
 defaults leave such an input off run once more with it on (VARIANTS).
@@ -112,6 +115,24 @@ def test_causal_with_inputs_switched_on(name):
         assert out.failure is None, out.failure
 
 
+N_CUTS_REGIME = 8
+REGIME_GATED = [(n, s) for n, s in STRATEGIES
+                if "regime_gate" in {f.name for f in dataclasses.fields(s.params_cls)}]
+
+
+@pytest.mark.parametrize("name,strategy", REGIME_GATED, ids=[n for n, _ in REGIME_GATED])
+def test_causal_with_the_regime_gate_on(name, strategy):
+    from strategies.regime.gate import GATES
+
+    choices = [c for c in strategy.params_cls.__dataclass_fields__["regime_gate"].metadata["choices"]
+               if GATES[c] is not None]
+    params = dataclasses.replace(strategy.default_params(), regime_gate=max(choices, key=lambda c: len(GATES[c])))
+    out = check(strategy, market_for(strategy, "default"), cuts=N_CUTS_REGIME, sampled=0,
+                seed=2 + seed_of(name), base=params)
+    assert out.failure is None, out.failure
+    assert out.signals > 0, f"{name} with the regime gate on produced no signal on the default market"
+
+
 # ---------------------------------------------------------------- the gate itself must bite
 
 
@@ -150,3 +171,23 @@ def test_gate_catches_a_strategy_peeking_at_the_next_book():
     cheat = RegisteredStrategy("peeking_book", Params, _peeking_book)
     out = check(cheat, market_for(registry()["momentum"], "default"), cuts=4, sampled=0)
     assert out.failure is not None and out.failure.startswith("peeking_book looks ahead: Signals.")
+
+
+class _PeekingRegime:
+    """A broken regime input: calls bar t a trend when the NEXT close is higher."""
+
+    def codes(self, market: Market) -> np.ndarray:
+        nxt = np.vstack([market.close[1:], np.full((1, market.n_coins), np.nan)])
+        with np.errstate(invalid="ignore"):
+            return np.where(nxt > market.close, 1, 0).astype(np.int8)
+
+
+def test_gate_catches_a_peeking_regime_input():
+    import strategies.momentum as mom
+
+    cheat = RegisteredStrategy("momentum_peeking_regime", mom.Params, mom.generate,
+                               lambda train, params: _PeekingRegime())
+    params = dataclasses.replace(mom.Params(), regime_gate="trend")
+    out = check(cheat, market_for(registry()["momentum"], "default"), cuts=4, sampled=0, seed=5,
+                base=params)
+    assert out.failure is not None and out.failure.startswith("momentum_peeking_regime looks ahead")

@@ -194,15 +194,20 @@ def test_checkpoint_round_trip_and_metadata(tiny, tmp_path):
 
 
 def test_regime_model_falls_back_to_hmm_without_checkpoint_and_uses_cde_with_one(tiny, tmp_path, caplog):
+    from strategies.regime.gate import RegimeSettings, fit_regime
     from strategies.regime.model import RegimeModel
 
     m, train, model = tiny
-    with caplog.at_level(logging.WARNING, logger="strategies.regime.model"):
+    with caplog.at_level(logging.INFO, logger="strategies.regime"):
         rm = RegimeModel(tmp_path).fit(train)
     assert rm.backend == "hmm" and rm.cde is None and rm.hmm is not None
-    assert any("using the HMM fallback" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"regime: no Neural CDE checkpoint for data {train.fingerprint} under {tmp_path}: "
+        "using the HMM fallback"]
     codes = rm.predict(m)
     assert codes.shape == (m.n_bars, m.n_coins) and codes.dtype == np.int8
+    settings = RegimeSettings(results_dir=str(tmp_path))
+    assert fit_regime(train, "trend", settings).model.backend == "hmm"
     model.save(tmp_path)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="strategies.regime.model"):
@@ -211,6 +216,8 @@ def test_regime_model_falls_back_to_hmm_without_checkpoint_and_uses_cde_with_one
     np.testing.assert_array_equal(rm.predict(m, start=650), model.predict(m, start=650))
     other = m.slice(0, 599)  # different train data: no checkpoint for it
     assert RegimeModel(tmp_path).fit(other).backend == "hmm"
+    gated = fit_regime(train, "trend", settings)  # the checkpoint now exists: the gate uses it
+    assert gated.model.backend == "cde" and gated.label == f"neural CDE cde_{train.fingerprint}"
 
 
 def test_importing_strategies_does_not_load_torch():
@@ -247,26 +254,56 @@ def test_cli_help_lists_train_and_eval():
     assert res.exit_code == 0 and "train" in res.output and "eval" in res.output
 
 
+def test_cli_eval_scores_baselines_and_hmms_on_the_same_windows(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sweep import regime_cli
+    from sweep.cli import _register, app
+
+    for console in (regime_cli.console, regime_cli.err):
+        monkeypatch.setattr(console, "width", 200)
+    m, _ = planted_market(n=1600, coins=("AAA", "BBB"), seed=3)
+    data = tmp_path / "data"
+    _write_dataset(m, data)
+    results = tmp_path / "results"
+    _register()
+    res = CliRunner().invoke(app, ["regime", "eval", "--data", str(data), "--results", str(results),
+                                   "--folds", "2"])
+    assert res.exit_code == 0, res.output
+    for text in ("majority", "persistence", "HMM drawdown", "coin wins", "true (rows) x predicted",
+                 "CDE not scored: fold 0: no CDE checkpoint"):
+        assert text in res.output
+    out = json.loads((results / "eval.json").read_text())
+    assert out["models"] == ["majority", "persistence", "hmm", "hmm_drawdown"] and len(out["folds"]) == 2
+    table = pd.read_parquet(results / "eval.parquet")
+    assert set(table["coin"]) == {"AAA", "BBB", "ALL"} and set(table["fold"]) == {-1, 0, 1}
+    # every model is scored on the same bars; the confusion matrices count them all
+    n_all = table[(table["coin"] == "ALL") & (table["fold"] == -1)]
+    assert n_all["n"].nunique() == 1
+    assert all(np.sum(out["confusion"][mdl]) == n_all["n"].iloc[0] for mdl in out["models"])
+    # the windows sit before the lockbox (the last 15%), which is never read
+    assert pd.Timestamp(out["folds"][-1]["test"][1]) < m.index[1600 - 240]
+
+
 @pytest.mark.slow
 def test_cli_train_then_eval_writes_checkpoint_and_tables(tmp_path):
-    m, _ = planted_market(n=1400, coins=("AAA", "BBB"), seed=3)
+    m, _ = planted_market(n=2600, coins=("AAA", "BBB"), seed=3)
     data = tmp_path / "data"
     _write_dataset(m, data)
     results = tmp_path / "results"
     base = [sys.executable, "-m", "sweep", "regime"]
-    common = ["--data", str(data), "--coins", "AAA,BBB", "--results", str(results)]
+    common = ["--data", str(data), "--coins", "AAA,BBB", "--results", str(results), "--folds", "2"]
     res = subprocess.run(base + ["train", *common, "--epochs", "1", "--samples", "64"], cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert len(list(results.glob("cde_*.json"))) == 1 and len(list(results.glob("cde_*.pt"))) == 1
+    assert len(list(results.glob("cde_*.json"))) == 2 and len(list(results.glob("cde_*.pt"))) == 2
+    again = subprocess.run(base + ["train", *common, "--epochs", "1", "--samples", "64"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.count(" kept ") == 2  # resumes, trains nothing
     res = subprocess.run(base + ["eval", *common], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert "CDE accuracy" in res.stdout and "HMM macro F1" in res.stdout
+    assert "CDE" in res.stdout and "not scored" not in res.stderr
     out = json.loads((results / "eval.json").read_text())
-    table = pd.read_parquet(results / "eval.parquet")
-    assert set(table["model"]) == {"CDE", "HMM"} and set(table["coin"]) == {"AAA", "BBB", "ALL"}
-    n_held = int(round(1400 * 0.15))
-    assert out["held_out"][0] == m.index[1400 - n_held].isoformat()
-    assert (table["n"][table["coin"] == "ALL"] == 2 * (n_held - 24)).all()  # labels need t+24
+    assert out["models"][-1] == "cde"
     res = subprocess.run(base + ["eval", *common, "--coins", "AAA"], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0 and "no CDE checkpoint" in res.stderr  # other train data: HMM only
+    assert res.returncode == 0 and "no CDE checkpoint" in res.stderr  # other train data: no CDE

@@ -133,3 +133,13 @@ def test_state_map_from_train_labels_and_unknown_rows(fitted, planted):
     proba = np.array([[1.0, 0.0]] * 10 + [[0.0, 1.0]] * 10)[:, None, :]
     y = np.array([1] * 9 + [2] + [1] * 8 + [2, 2])[:, None]
     assert list(fit_state_classes(proba, y)) == [1, 2]
+
+
+def test_em_on_a_seeded_draw_of_whole_coins_past_max_rows(planted):
+    m, _ = planted
+    train = m.slice(0, 1000)
+    cfg = HMMConfig(n_states=2, n_restarts=2, n_iter=20, features=("ret_24h", "vol_24h"), max_rows=500)
+    fitted = fit_market_hmm(train, cfg)  # ~830 rows per coin: one coin is drawn
+    drawn = [fit_market_hmm(train.select([coin]), cfg).params.means for coin in m.coins]
+    assert sum(np.array_equal(fitted.params.means, d) for d in drawn) == 1
+    assert np.isfinite(market_proba(fitted, m)[200:]).all()  # every coin still gets its states

@@ -46,7 +46,8 @@ from strategies.regime.metrics import classification_report
 
 log = logging.getLogger(__name__)
 
-CDE_FEATURES = tuple(f for f in FEATURES if f != "oi_change_24h")  # + OI when the data has it
+CDE_FEATURES = ("ret_1h", "ret_24h", "vol_24h", "vol_168h", "funding_24h", "volume_trend",
+                "range_pct", "drawdown", "hour_sin", "hour_cos", "dow_sin", "dow_cos")  # + OI if any
 CHECKPOINT_FORMAT = 1
 
 Progress = Callable[[int, int, dict], None]

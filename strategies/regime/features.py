@@ -12,7 +12,11 @@ so a data gap neither poisons later values nor restarts a warm-up.
 - funding_24h   mean per-hour funding rate over 24 bars
 - volume_trend  log(EMA24(volume) / EMA168(volume))
 - range_pct     log of the 24-bar mean of (high - low) / close (floored at 1e-6)
-- drawdown      d_t = log p_t - max_{s<=t} log p_s over the market's history (<= 0)
+- drawdown      d_t = log p_t - max_{s<=t} log p_s over the market's history (<= 0): the
+                feature of the nodrama drawdown HMM; it depends on where the history starts
+- efficiency_24h  |log close_t - log close_{t-24}| / sum of |ret_1h| over those 24 bars, in
+                [0, 1]: 1 is a straight move, near 0 a path that goes nowhere
+- vol_ratio     vol_24h - vol_168h: the last day's volatility against the week's (log ratio)
 - oi_change_24h log change of open interest over 24 bars; NaN when the data has none
 - hour_sin/cos, dow_sin/cos  UTC hour of day and day of week of the bar's CLOSE: volatility has
   a strong daily and weekly season (quiet weekends, the US session), known in advance.
@@ -26,10 +30,11 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.market import Market
-from strategies.indicators import ema, lag, rolling_std, sma
+from strategies.indicators import ema, lag, rolling_std, sma, trend_efficiency
 
 FEATURES = ("ret_1h", "ret_24h", "vol_24h", "vol_168h", "funding_24h", "volume_trend",
-            "range_pct", "drawdown", "oi_change_24h", "hour_sin", "hour_cos", "dow_sin", "dow_cos")
+            "range_pct", "drawdown", "oi_change_24h", "hour_sin", "hour_cos", "dow_sin", "dow_cos",
+            "efficiency_24h", "vol_ratio")
 LOG_FLOOR = 1e-6
 
 
@@ -84,8 +89,10 @@ def regime_features(market: Market) -> Features:
         drawdown = logc - np.fmax.accumulate(logc, axis=0)
         oi = np.where(market.open_interest > 0, market.open_interest, np.nan)
         oi_chg = np.log(oi) - lag(np.log(oi), 24) if np.isfinite(oi).any() else np.full_like(oi, np.nan)
+        eff = trend_efficiency(logc, 24)
     cal = np.broadcast_to(calendar(market)[:, None, :], (market.n_bars, market.n_coins, 4))
     cols = [ret, ret24, vol24, vol168, funding, vtrend, range_pct, drawdown, oi_chg]
-    values = np.concatenate([np.stack(cols, axis=2), cal], axis=2).astype(np.float64)
+    values = np.concatenate([np.stack(cols, axis=2), cal, np.stack([eff, vol24 - vol168], axis=2)],
+                            axis=2).astype(np.float64)
     values[~market.listed] = np.nan  # an unlisted bar has no features, calendar included
     return Features(FEATURES, values)

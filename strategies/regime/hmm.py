@@ -5,13 +5,23 @@ log-likelihood kept). Its predict/Viterbi and smoothed posteriors look at the wh
 so they are never used for decisions: `filtered_proba` runs the forward recursion over the
 fitted parameters, and the probability at t reads X[:t+1] only.
 
-States are named by ascending mean of the return feature (state 0 = the lowest mean return).
+States are named by ascending mean of one feature (`order_by`: state 0 has the lowest mean).
 Features are standardized per coin with the train window's mean and std, and one model is fitted
 on all coins' sequences (split at gaps), so every coin speaks the same state vocabulary.
+States become classes through the map, fitted on the train window, that scores best there.
+
+Two configurations (HMM_PRESETS): `hmm`, on the day's return, its volatility against the
+week's and the mean bar range (features whose scale moves less from month to month than a
+drawdown's: with ret_24h, vol_24h and drawdown the states of a test window spent below the
+train drawdowns collapsed into one, and every bar was called "reversal");
+and `hmm_drawdown`, the nodrama model: one feature d_t = log p_t - running max of log p, K = 3
+states named by ascending mean (deep drawdown, middle, near the high). Its feature drifts: a
+test window spent below every train drawdown sits in one state, so it is the weaker model.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -21,14 +31,13 @@ import numpy as np
 from harness.errors import ConfigError, DataError
 from harness.market import Market
 from strategies.regime.artifacts import TrainSpan
-from strategies.regime.features import regime_features
+from strategies.regime.features import FEATURES, regime_features
 from strategies.regime.hmm_nb import forward_filter_nb
 from strategies.regime.labels import CLASSES, UNKNOWN
 
 log = logging.getLogger(__name__)
 
-HMM_FEATURES = ("ret_24h", "vol_24h", "drawdown")
-RETURN_FEATURE = "ret_24h"
+HMM_FEATURES = ("ret_24h", "vol_ratio", "range_pct")
 
 
 @dataclass(frozen=True)
@@ -39,21 +48,35 @@ class HMMConfig:
     tol: float = 1e-3
     seed: int = 0
     features: tuple[str, ...] = HMM_FEATURES
+    order_by: str = "ret_24h"  # states are named by ascending mean of this feature
     min_covar: float = 1e-3
+    max_rows: int = 40_000  # EM sees the coins of a seeded draw up to this many rows
 
     def __post_init__(self) -> None:
         if self.n_states not in (2, 3):
             raise ConfigError(f"HMMConfig.n_states must be 2 or 3, got {self.n_states!r}")
         if self.n_restarts < 1:
             raise ConfigError(f"HMMConfig.n_restarts must be >= 1, got {self.n_restarts!r}")
-        if RETURN_FEATURE not in self.features:
-            raise ConfigError(f"HMMConfig.features must include {RETURN_FEATURE!r} (states are "
-                              "named by its mean)")
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ConfigError(f"HMMConfig.features: unknown {unknown}; known: {', '.join(FEATURES)}")
+        if self.order_by not in self.features:
+            raise ConfigError(f"HMMConfig.order_by {self.order_by!r} must be one of the features "
+                              f"{self.features} (states are named by its mean)")
+
+    def describe(self) -> str:
+        return f"HMM K={self.n_states} ({', '.join(self.features)})"
+
+
+HMM_PRESETS = {
+    "hmm": HMMConfig(),
+    "hmm_drawdown": HMMConfig(features=("drawdown",), order_by="drawdown"),
+}
 
 
 @dataclass(frozen=True, eq=False)
 class GaussianHMMParams:
-    """A fitted Gaussian HMM (full covariances), states sorted by ascending mean return."""
+    """A fitted Gaussian HMM (full covariances), states sorted by ascending mean of `order_by`."""
 
     features: tuple[str, ...]
     startprob: np.ndarray  # (K,)
@@ -117,7 +140,7 @@ def fit_hmm(sequences: list[np.ndarray], cfg: HMMConfig = HMMConfig()) -> Gaussi
         raise DataError("fit_hmm: every restart ended with a non-finite likelihood; check the "
                         "features for constant or degenerate columns")
     ll, m = best
-    order = np.argsort(m.means_[:, cfg.features.index(RETURN_FEATURE)])
+    order = np.argsort(m.means_[:, cfg.features.index(cfg.order_by)])
     return GaussianHMMParams(
         features=tuple(cfg.features),
         startprob=m.startprob_[order].copy(),
@@ -152,12 +175,18 @@ def filtered_proba(model: GaussianHMMParams, X: np.ndarray) -> np.ndarray:
 
 
 def fit_market_hmm(market: Market, cfg: HMMConfig = HMMConfig()) -> FittedHMM:
-    """Fit on every bar of `market` (pass the TRAIN window only)."""
+    """Fit on `market` (pass the TRAIN window only).
+
+    Every coin gets its train mean and std; EM runs on the standardized sequences of all coins,
+    or, past `max_rows` rows, of a seeded random draw of whole coins up to that many (on the
+    172-coin shared data a fold's fit drops from minutes to seconds; standardized coins speak
+    the same state vocabulary, so a few dozen of them pin down a handful of Gaussians).
+    """
     raw = regime_features(market).subset(cfg.features)
     ok = np.isfinite(raw).all(axis=2)
     center = np.full((market.n_coins, raw.shape[2]), np.nan)
     scale = np.full_like(center, np.nan)
-    seqs = []
+    seqs: dict[int, list[np.ndarray]] = {}
     for c in range(market.n_coins):
         rows = raw[ok[:, c], c]
         if rows.shape[0] < 2:
@@ -168,8 +197,14 @@ def fit_market_hmm(market: Market, cfg: HMMConfig = HMMConfig()) -> FittedHMM:
         breaks = np.flatnonzero(np.diff(ok[:, c].astype(np.int8)) != 0) + 1
         for seg_rows, seg_ok in zip(np.split(z, breaks), np.split(ok[:, c], breaks), strict=True):
             if seg_ok[0]:
-                seqs.append(seg_rows)
-    params = fit_hmm(seqs, cfg)
+                seqs.setdefault(c, []).append(seg_rows)
+    coins = sorted(seqs)
+    rows = {c: sum(s.shape[0] for s in seqs[c]) for c in coins}
+    if sum(rows.values()) > cfg.max_rows:
+        drawn = np.random.default_rng(cfg.seed).permutation(coins)
+        upto = np.cumsum([rows[c] for c in drawn])
+        coins = sorted(drawn[: int(np.searchsorted(upto, cfg.max_rows)) + 1])
+    params = fit_hmm([s for c in coins for s in seqs[c]], cfg)
     return FittedHMM(params, tuple(market.coins), center, scale, TrainSpan.of(market))
 
 
@@ -189,24 +224,34 @@ def market_proba(fitted: FittedHMM, market: Market) -> np.ndarray:
 
 
 def fit_state_classes(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(K,) class per state: the class most over-represented in that state on TRAIN.
+    """(K,) class per state: of every map from states to classes, the one with the best macro
+    F1 on TRAIN, each bar in its most probable filtered state (first best map on a tie).
 
-    Lift P(class | state) / P(class) from soft counts of the filtered probabilities, so a state
-    is not simply mapped to the most frequent class (the same inverse-frequency idea as the CDE's
-    class weights; the comparison stays fair).
+    Macro F1 is what the models are scored by, so the map cannot buy accuracy by sending every
+    state to the frequent class (a one-class map scores at most about 0.2), and each state is
+    judged against the others, not alone.
     """
     k = proba.shape[-1]
     ok = (labels != UNKNOWN) & np.isfinite(proba).all(axis=-1)
-    p, y = proba[ok], labels[ok].astype(np.int64)
-    if y.size == 0:
+    if not ok.any():
         raise DataError("fit_state_classes: no bar has both a label and a filtered probability; "
                         "the train window is too short for the feature warm-up plus the label horizon")
-    counts = np.stack([p[y == c].sum(axis=0) for c in range(len(CLASSES))], axis=1)
-    prior = np.bincount(y, minlength=len(CLASSES)) / y.size
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lift = counts / counts.sum(axis=1, keepdims=True) / prior
-    lift = np.where((prior > 0) & np.isfinite(lift), lift, -1.0)  # a class absent on train: never
-    return np.argmax(lift, axis=1).astype(np.int8).reshape(k)
+    state = np.argmax(proba[ok], axis=-1)
+    y = labels[ok].astype(np.int64)
+    n_cls = len(CLASSES)
+    counts = np.zeros((k, n_cls))
+    np.add.at(counts, (state, y), 1.0)
+    true = counts.sum(axis=0)
+    best, best_f1 = None, -1.0
+    for mapping in itertools.product(range(n_cls), repeat=k):
+        onehot = np.eye(n_cls)[list(mapping)]  # (K, C): state s predicts class mapping[s]
+        tp = (counts * onehot).sum(axis=0)
+        pred = onehot.T @ counts.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(pred + true > 0, 2 * tp / (pred + true), 0.0)
+        if f1.mean() > best_f1 + 1e-12:
+            best, best_f1 = mapping, float(f1.mean())
+    return np.asarray(best, dtype=np.int8)
 
 
 def proba_to_classes(proba: np.ndarray, state_classes: np.ndarray) -> np.ndarray:

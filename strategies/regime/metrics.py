@@ -28,3 +28,13 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         f1s.append(f)
     out["macro_f1"] = float(np.mean(f1s)) if n else float("nan")
     return out
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(3, 4) int counts: row = true class, column = predicted class, the last column UNKNOWN."""
+    y_true = np.asarray(y_true).ravel().astype(np.int64)
+    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
+    n = len(CLASSES)
+    out = np.zeros((n, n + 1), dtype=np.int64)
+    np.add.at(out, (y_true, np.where(y_pred < 0, n, y_pred)), 1)
+    return out

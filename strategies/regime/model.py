@@ -79,6 +79,15 @@ class RegimeModel:
         self.span = TrainSpan.of(market)
         return self
 
+    @property
+    def label(self) -> str:
+        """What answers, for results rows: the CDE checkpoint or the HMM fallback's settings."""
+        if self.backend == "cde":
+            return f"neural CDE cde_{self.span.fingerprint}"
+        if self.backend == "hmm":
+            return f"{self.hmm_config.describe()}, no CDE checkpoint"
+        return "unfitted"
+
     def predict(self, market: Market, start: int = 0) -> np.ndarray:
         """(n_bars, n_coins) int8 codes into labels.CLASSES, UNKNOWN (-1) where no decision.
 
