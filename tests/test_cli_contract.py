@@ -128,7 +128,7 @@ SWEEP = [  # (case, args, what the line must say)
     ("run-coins-unknown", ["run", "--data", "ds", "--coins", "NOPE"], "NOPE"),
 ]
 EXECUTOR = [
-    ("paper-missing-candidates", ["paper", "--ledger", "p.sqlite"], "Missing option '--candidates'"),
+    ("paper-missing-candidates", ["paper", "--ledger", "p.sqlite"], "give --candidates FILE"),
     ("paper-candidates-absent", ["paper", "-c", "nowhere.json", "-l", "p.sqlite", *REPLAY], "nowhere.json"),
     ("paper-candidates-truncated", ["paper", "-c", "truncated.json", "-l", "p.sqlite", *REPLAY], "not valid JSON"),
     ("paper-candidates-schema", ["paper", "-c", "schema.json", "-l", "p.sqlite", *REPLAY], "does not match"),
