@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
-from strategies.base import param_specs
+from strategies.base import get_strategy, param_specs
 from sweep import results
 from sweep.causality import Verdict
 from sweep.space import parse_value
@@ -93,16 +93,17 @@ def scan(cfg: StudyConfig, param: str, values: list[str]) -> ScanOutcome:
     The incumbent's own value is always evaluated too, so the comparison is like for like; the
     kept value is the best score, the incumbent's on a tie or when all are rejected.
     """
-    ctx, verdict = _context(cfg, "scan")
-    started = results.now()
-    specs = {s.name: s for s in param_specs(ctx.strategy.params_cls)}
+    strategy = get_strategy(cfg.strategy)  # the arguments first: a refusal writes nothing
+    specs = {s.name: s for s in param_specs(strategy.params_cls)}
     if param not in specs:
-        raise ConfigError(f"{ctx.strategy.name} has no parameter {param!r}; known: {', '.join(specs)}")
+        raise ConfigError(f"{strategy.name} has no parameter {param!r}; known: {', '.join(specs)}")
     if not values:
         raise ConfigError("--values needs at least one value, e.g. --values 10,20,30")
+    cand = list(dict.fromkeys(parse_value(specs[param], v) for v in values))
+    ctx, verdict = _context(cfg, "scan")
+    started = results.now()
     inc = incumbent(ctx)
     current = getattr(inc.params, param)
-    cand = list(dict.fromkeys(parse_value(specs[param], v) for v in values))
     if current not in cand:
         cand.append(current)
     params = [dataclasses.replace(inc.params, **{param: v}) for v in cand]

@@ -83,6 +83,12 @@ def sync_journal(url: str) -> None:
         fsync_path(Path(url.removeprefix("file://")))
 
 
+def check_storage_url(url: str) -> None:
+    """A journal path, or an RDB URL that parses (ConfigError naming it otherwise)."""
+    if not is_journal(url):
+        _endpoint(url)
+
+
 def _endpoint(url: str) -> tuple[str, str | None]:
     """'host:port' of an RDB URL and the driver's connect-timeout argument name, if it has one."""
     from sqlalchemy.engine import make_url

@@ -40,7 +40,7 @@ from sweep.optuna_trials import (
     worker_id,
 )
 from sweep.space import SearchSpace, search_space
-from sweep.storage import DEFAULT_TIMEOUT, recorded_storage, storage_url
+from sweep.storage import DEFAULT_TIMEOUT, check_storage_url, recorded_storage, storage_url
 from sweep.study_identity import code_hash, default_study_name
 from sweep.trial_rows import Provenance
 from sweep.workers import Report, run_workers, worker_loop
@@ -95,6 +95,8 @@ class StudyConfig:
             raise ConfigError(f"--mode must be live or shadow, got {self.mode!r}")
         if self.study is not None and not STUDY_NAME.match(self.study):
             raise ConfigError(f"study name {self.study!r}: use letters, digits and . _ : - (max 121)")
+        if self.storage is not None:
+            check_storage_url(self.storage)  # before the causality gate writes its verdict
 
     @property
     def batch_size(self) -> int:
