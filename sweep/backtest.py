@@ -39,6 +39,7 @@ from strategies.base import get_strategy
 from sweep import results
 from sweep.backtest_inputs import Recorded, run_market
 from sweep.backtest_lockbox import guard
+from sweep.times import utc_time
 
 KIND = "hlquant-backtest"
 FILES = ("trades.parquet", "daily_returns.parquet", "equity.parquet")
@@ -164,15 +165,6 @@ def trial_spec(rec: Recorded, source: str, fold_args: dict[str, Any] | None = No
 
 # ---------------------------------------------------------------------------------- the span
 
-def _ts(text: str, what: str) -> pd.Timestamp:
-    try:
-        t = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{what} {text!r} is not a date: use e.g. 2024-09-01 or "
-                          "2024-09-01T12:00Z (UTC)") from None
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-
-
 def span_bars(market: Market, start: str | None, end: str | None) -> tuple[int, int]:
     """[start, end) as bar positions; a date outside the data is an error, not a silent trim."""
     step = pd.Timedelta(seconds=market.bar_seconds)
@@ -180,12 +172,12 @@ def span_bars(market: Market, start: str | None, end: str | None) -> tuple[int, 
     where = f"{market.label} has {market.interval} bars from {first:%Y-%m-%d %H:%M} to {stop:%Y-%m-%d %H:%M} UTC"
     lo, hi = 0, market.n_bars
     if start is not None:
-        t = _ts(start, "--start")
+        t = utc_time(start, "--start")
         if not first <= t < stop:
             raise ConfigError(f"--start {start} is outside the data: {where}")
         lo = int(market.index.searchsorted(t, side="left"))
     if end is not None:
-        t = _ts(end, "--end")
+        t = utc_time(end, "--end")
         if not first < t <= stop:
             raise ConfigError(f"--end {end} is outside the data: {where}")
         hi = int(market.index.searchsorted(t, side="left"))

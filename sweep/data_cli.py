@@ -32,6 +32,7 @@ from harness.friction import V5
 from harness.market import INTERVALS, Market
 from harness.sources import Frames, load_contexts, load_frames, load_market
 from harness.store import import_dataset
+from sweep.times import utc_time
 
 HOURS_PER_YEAR = 365 * 24
 StoreOpt = typer.Option(Path("data"), "--store", help="Store root (partitioned parquet under "
@@ -384,12 +385,7 @@ def costs_command(
         market = load_market(data, interval=interval, coins=names)
         row = market.n_bars - 1
         if at is not None:
-            try:
-                ts = pd.Timestamp(at)
-            except ValueError:
-                raise DataError(f"--at {at!r} is not a time; use e.g. 2025-03-01 or "
-                                "2025-03-01T12:00Z") from None
-            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            ts = utc_time(at, "--at")
             row = int(market.index.searchsorted(ts, side="right")) - 1
             if row < 0:
                 raise DataError(f"--at {at}: before the first bar ({_ts(market.index[0])}); "

@@ -29,6 +29,7 @@ from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS, Signals
 from harness.strategy import Mode
 from strategies.base import Panel, RegisteredStrategy
 from strategies.filters import GATES, GateTally, Verdict, gate_tally, recording
+from sweep.times import utc_time
 
 SCHEMA_VERSION = 1
 
@@ -90,16 +91,7 @@ def decision_bar(market: Market, at: pd.Timestamp | None) -> int:
 
 def parse_at(text: str | None) -> pd.Timestamp | None:
     """`--at` as a UTC timestamp (a time without zone is UTC)."""
-    if text is None:
-        return None
-    try:
-        ts = pd.Timestamp(text)
-    except (ValueError, TypeError):
-        raise ConfigError(f"--at {text!r} is not a timestamp: use ISO 8601, e.g. "
-                          "2025-03-01T12:00 (UTC)") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"--at {text!r} is not a timestamp: use ISO 8601, e.g. 2025-03-01T12:00")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return None if text is None else utc_time(text, "--at")
 
 
 def signals_at(strategy: RegisteredStrategy, market: Market, params: Any, mode: Mode, t: int,

@@ -15,27 +15,9 @@ import pytest
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.sources import load_market
-from strategies.base import get_strategy
 from sweep import results
 from sweep.backtest import read_record
 from sweep.study import StudyConfig, run_study
-
-
-@pytest.fixture(scope="module")
-def strategy():
-    h.install()
-    yield get_strategy(h.NAME)
-    h.uninstall()
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return h.write_dataset(tmp_path_factory.mktemp("data") / "hl")
-
-
-@pytest.fixture(scope="module")
-def market(dataset):
-    return load_market(str(dataset))
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +152,7 @@ def test_the_lockbox_is_refused_unless_asked_and_then_logged(tmp_path, cli, stud
     (["--strategy", h.NAME, "--params", "{}", "--start", "2023-01-01"], "--start 2023-01-01 is outside the data"),
     (["--strategy", h.NAME, "--params", "{}", "--end", "2025-06-01"], "--end 2025-06-01 is outside the data"),
     (["--strategy", h.NAME, "--params", "{}", "--start", "2024-02-10", "--end", "2024-02-01"], "is not before --end"),
-    (["--strategy", h.NAME, "--params", "{}", "--start", "yesterday-ish"], "is not a date"),
+    (["--strategy", h.NAME, "--params", "{}", "--start", "yesterday-ish"], "is not a time"),
     (["--strategy", h.NAME], "give exactly one of --params"),
     (["--strategy", h.NAME, "--params", "{}", "--folds", "2", "--no-folds"], "--no-folds excludes"),
 ])

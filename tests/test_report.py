@@ -13,7 +13,6 @@ import pytest
 
 from harness.folds import Folds
 from harness.sources import load_market
-from strategies.base import get_strategy
 from sweep import report as rp
 from sweep import results
 from sweep.backtest import BacktestSpec, run_backtest
@@ -23,13 +22,6 @@ from sweep.storage import open_storage, storage_url
 from sweep.study import StudyConfig, run_study
 
 CHROMIUM = _chromium.find()
-
-
-@pytest.fixture(scope="module")
-def strategy():
-    h.install()
-    yield get_strategy(h.NAME)
-    h.uninstall()
 
 
 @pytest.fixture(scope="module")

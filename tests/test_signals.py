@@ -262,7 +262,7 @@ def test_incumbent_is_the_best_scored_trial_of_this_harness_and_data(cli, tmp_pa
 
 @pytest.mark.parametrize("args,what", [
     (("signals", "--at", "2030-01-01"), "outside"),
-    (("signals", "--at", "yesterday-ish"), "not a timestamp"),
+    (("signals", "--at", "yesterday-ish"), "is not a time"),
     (("signals", "-s", "momentum", "--all"), "not both"),
     (("signals", "-s", "momentum", "--params", '{"no_such": 1}'), "unknown parameter"),
     (("signals", "-s", "momentum", "--params", "[1]"), "JSON object"),

@@ -15,7 +15,6 @@ import pytest
 from optuna.trial import TrialState
 
 from harness.errors import HarnessError
-from harness.sources import load_market
 from sweep import results
 from sweep.optuna_trials import count_evaluated, open_study, reconcile
 from sweep.storage import open_storage, storage_url
@@ -33,11 +32,6 @@ def strategy():
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     return h.write_dataset(tmp_path_factory.mktemp("data") / "hl", n_bars=1600, n_coins=3)
-
-
-@pytest.fixture(scope="module")
-def market(dataset):
-    return load_market(str(dataset))
 
 
 def rows(res) -> pd.DataFrame:

@@ -18,28 +18,10 @@ from harness.errors import ConfigError
 from harness.evaluate import evaluate
 from harness.folds import Folds
 from harness.manifest import harness_hash
-from harness.sources import load_market
-from strategies.base import get_strategy, param_specs
+from strategies.base import param_specs
 from sweep import results
 from sweep.space import parse_fixed, parse_value, search_space
 from sweep.study import StudyConfig, run_study
-
-
-@pytest.fixture(scope="module")
-def strategy():
-    h.install()
-    yield get_strategy(h.NAME)
-    h.uninstall()
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return h.write_dataset(tmp_path_factory.mktemp("data") / "hl")
-
-
-@pytest.fixture(scope="module")
-def market(dataset):
-    return load_market(str(dataset))
 
 
 def cfg(tmp, **kw) -> StudyConfig:
