@@ -155,6 +155,7 @@ def backtest_command(
     `score: <number>` (-inf when a hard rejection applies). Nothing is written to the results
     tables.
     """
+    harness_hash()  # the freeze first: an edited harness refuses before anything is evaluated
     if out_dir is not None:
         check_out_dir(out_dir)
     fold_args = {"k": folds, "train": train, "test": test, "purge": purge, "embargo": embargo}

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from harness.errors import ConfigError
+from harness.manifest import harness_hash
 from sweep.run_cli import DataOpt, ResultsOpt
 
 out = Console(highlight=False, soft_wrap=False)
@@ -39,6 +40,8 @@ def report_command(
                           + (f" (got {', '.join(given)})" if given else ""))
     if out_path is not None and out_path.is_dir():
         raise ConfigError(f"--out {out_path} is a folder: give a file name such as report.html")
+    if trial or study:
+        harness_hash()  # they re-run a trial: an edited harness refuses first (--backtest only reads)
     with err.status("building the report..."):
         if trial:
             report, name = rp.for_trial(results_dir, trial, data), rp.default_name("trial", trial)

@@ -88,6 +88,9 @@ def test_every_evaluating_command_checks_the_freeze_first(tmp_path, edited_harne
         (sweep_app, ["calibrate", "--runs", "1", "--scratch", str(res)]),
         (sweep_app, ["check", "--strategy", "momentum", *r_]),
         (sweep_app, ["signals", "--strategy", "momentum"]),
+        (sweep_app, ["backtest", "--strategy", "momentum", "--params", "{}", "--out",
+                     str(tmp_path / "bt"), *r_]),
+        (sweep_app, ["report", "--study", "any", "--out", str(tmp_path / "r.html"), *r_]),
         (executor_app, ["paper", "--candidates", str(tmp_path / "c.json"), "--ledger",
                         str(tmp_path / "l.sqlite"), *r_]),
     ]
@@ -97,6 +100,7 @@ def test_every_evaluating_command_checks_the_freeze_first(tmp_path, edited_harne
         assert r.exit_code != 0 and said.strip().startswith(("harness/friction.py differs",
                                                              "error: harness/friction.py differs")), args
     assert not res.exists() and not (tmp_path / "l.sqlite").exists() and not (tmp_path / "c.json").exists()
+    assert not (tmp_path / "bt").exists() and not (tmp_path / "r.html").exists()
 
 
 # ---------------------------------------------------------------------------------- causality
