@@ -1,7 +1,7 @@
 """The leaderboard: the best trials, ranked only against trials they are comparable with.
 
 A group is one harness hash, friction model, data fingerprint and fold layout
-(results.COMPARABLE). A request that spans several groups is never merged into one ranking: each
+(results_schema.COMPARABLE). A request that spans several groups is never merged into one ranking: each
 group gets its own table, best group first, titled with what it holds. Returns and drawdowns
 print as percentages.
 """
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.friction import FRICTIONS
-from sweep import results
+from sweep import results, results_schema
 
 # (column, header, format): pct prints a fraction as a percentage
 METRIC_COLS = (
@@ -120,7 +120,7 @@ def board(results_dir: Path, strategy: str | None = None, study: str | None = No
         ("friction", "sim_model_version = ?", [friction] if friction else None),
         ("data", f"data_fingerprint IN ({', '.join('?' * len(data or ()))})",
          sorted(data) if data else None)) if values is not None]
-    base = f"SELECT * FROM ({results.comparable_trials_sql()}) WHERE {' AND '.join(where)}"
+    base = f"SELECT * FROM ({results_schema.comparable_trials_sql()}) WHERE {' AND '.join(where)}"
     hidden: dict[str, int] = {}
     if filters:  # filter i hides the rows that pass the filters before it but not it
         counts, count_args = [], []
@@ -134,7 +134,7 @@ def board(results_dir: Path, strategy: str | None = None, study: str | None = No
     keep = " AND ".join(c for _, c, _ in filters) or "true"
     keep_args = [x for _, _, v in filters for x in v]
     cols = ", ".join(c for c, _, _ in METRIC_COLS if c != "score")
-    part = ", ".join(results.COMPARABLE)
+    part = ", ".join(results_schema.COMPARABLE)
     df = results.query(results_dir, f"""
         WITH kept AS ({base} AND {keep}),
         ranked AS (
@@ -146,7 +146,7 @@ def board(results_dir: Path, strategy: str | None = None, study: str | None = No
         FROM ranked WHERE rank <= ?
         ORDER BY best DESC NULLS LAST, {part}, rank""", [*args, *keep_args, top])
     groups = []
-    for key, rows in df.groupby(list(results.COMPARABLE), sort=False, dropna=False):
+    for key, rows in df.groupby(list(results_schema.COMPARABLE), sort=False, dropna=False):
         h, fr, fp, layout = key
         label = rows["data_label"].dropna()
         groups.append(Group(h, fr, fp, label.iloc[0] if len(label) else "?", layout,

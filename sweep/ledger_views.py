@@ -1,5 +1,5 @@
 """The paper executor's ledgers as results views: paper_positions, paper_fills, ... (registered
-in sweep/results.py, so `sweep sql` and `results.connect()` from a notebook both see them).
+in sweep/results_schema.py, so `sweep sql` and `results.connect()` from a notebook both see them).
 
 The executor registers each ledger it writes in `<results>/paper_ledgers.txt` (schemas.ledgers). DuckDB cannot
 read SQLite here without a downloaded extension, so each view is the table of every registered

@@ -28,7 +28,7 @@ from harness.friction import DEFAULT_FRICTION, get_friction
 from harness.manifest import harness_hash
 from harness.market import Market
 from strategies.base import RegisteredStrategy, get_strategy
-from sweep import causality, results
+from sweep import causality, results, results_schema
 from sweep.causality import Verdict
 from sweep.optuna_trials import (
     SAMPLERS,
@@ -255,7 +255,7 @@ def best_score(results_dir: Path, study_name: str) -> float:
 
 def best_comparable(ctx: Context, exclude_study: str | None = None) -> dict[str, Any] | None:
     """The best scored trial of this strategy under the same harness, friction, data and folds
-    (results.COMPARABLE: other groups are not comparable), optionally outside a study."""
+    (results_schema.COMPARABLE: other groups are not comparable), optionally outside a study."""
     return best_trial(ctx.cfg.results, ctx.strategy.name, ctx.prov.harness_hash,
                       ctx.prov.data_fingerprint, ctx.friction_version, ctx.folds, exclude_study)
 
@@ -268,9 +268,9 @@ def best_trial(results_dir: Path, strategy: str, harness: str, data_fingerprint:
         return None
     df = results.query(
         results_dir,
-        f"SELECT study, trial, score, worst_fold, params FROM ({results.comparable_trials_sql()}) "
+        f"SELECT study, trial, score, worst_fold, params FROM ({results_schema.comparable_trials_sql()}) "
         "WHERE strategy = ? AND harness_hash = ? AND data_fingerprint = ? AND "
-        f"sim_model_version = ? AND fold_layout = (SELECT {results.fold_layout_sql('j')} FROM "
+        f"sim_model_version = ? AND fold_layout = (SELECT {results_schema.fold_layout_sql('j')} FROM "
         "(SELECT CAST(? AS VARCHAR) AS j)) "
         "AND status = 'complete' AND isfinite(score) AND study IS DISTINCT FROM ? "
         "ORDER BY score DESC, finished_at LIMIT 1",

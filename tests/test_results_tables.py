@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from harness.errors import ConfigError
-from sweep import results
+from sweep import results, results_schema
 
 
 def prov(run_id: str = "r1", **kw) -> dict:
@@ -56,8 +56,8 @@ def test_empty_results_have_typed_views(tmp_path):
     assert con.execute("SELECT count(*) FROM trials").fetchone()[0] == 0
     cols = {r[0]: r[1] for r in con.execute("DESCRIBE trials").fetchall()}
     con.close()
-    for name, kind, _ in results.TRIALS.columns:
-        assert cols[name] == results.TYPES[kind][1]
+    for name, kind, _ in results_schema.TRIALS.columns:
+        assert cols[name] == results_schema.TYPES[kind][1]
     assert (tmp_path / results.DB_NAME).exists()
 
 
@@ -109,7 +109,7 @@ def test_dependent_rows_visible_only_with_their_trials_batch(tmp_path):
 
 def test_runs_view_keeps_latest_status(tmp_path):
     def row(status, t):
-        r = {c: None for c in results.RUNS.names}
+        r = {c: None for c in results_schema.RUNS.names}
         r.update(prov(), command="run", status=status, started_at=pd.Timestamp("2024-01-01", tz="UTC"),
                  updated_at=pd.Timestamp(t, tz="UTC"), jobs=1, n_coins=3, n_bars=10, trials_target=5,
                  git_dirty=False)
@@ -122,7 +122,7 @@ def test_runs_view_keeps_latest_status(tmp_path):
 
 
 def test_register_table_is_one_line(tmp_path):
-    results.register_table("lockbox_touches_test", (("bucket", "str", "which bucket"),
+    results_schema.register_table("lockbox_touches_test", (("bucket", "str", "which bucket"),
                                                     ("mean_r", "float", "lockbox mean R")),
                            "test table")
     try:
@@ -132,13 +132,13 @@ def test_register_table_is_one_line(tmp_path):
         assert got.iloc[0].tolist() == ["momentum/long", 0.25, 0]
         assert "lockbox_touches_test" in set(results.schema_frame()["table"])
     finally:
-        results.TABLES.pop("lockbox_touches_test")
+        results_schema.TABLES.pop("lockbox_touches_test")
 
 
 def test_unregistered_table_folder_still_gets_a_view(tmp_path):
-    results.register_table("tmp_table_x", (("v", "int", "a value"),), "tmp", provenance=False)
+    results_schema.register_table("tmp_table_x", (("v", "int", "a value"),), "tmp", provenance=False)
     results.write_batch(tmp_path, "tmp_table_x", pd.DataFrame({"v": [1, 2, 3]}))
-    results.TABLES.pop("tmp_table_x")
+    results_schema.TABLES.pop("tmp_table_x")
     assert results.query(tmp_path, "SELECT sum(v) AS s FROM tmp_table_x")["s"][0] == 6
 
 

@@ -26,7 +26,7 @@ from harness.signals import REGIMES, SESSIONS, SIDES, VOL_BUCKETS
 from schemas.signals import SignalsDocumentError, validate_document
 from strategies import ou_funding as ouf
 from strategies.base import RegisteredStrategy, registry
-from sweep import results
+from sweep import results, results_schema
 from sweep.causality import perturb_after
 from sweep.signals import decision_bar, signals_at, to_document
 
@@ -243,7 +243,7 @@ def test_incumbent_is_the_best_scored_trial_of_this_harness_and_data(cli, tmp_pa
 
     def run(run_id, k):  # the run a trial belongs to records its folds
         folds = FoldSpec(k).record(FoldSpec(k).folds(m.interval))
-        cols = {c: None for c in results.RUNS.names}
+        cols = {c: None for c in results_schema.RUNS.names}
         return {**cols, **prov, "run_id": run_id, "command": "run", "strategy": "zscore_reversion",
                 "folds": results.to_json(folds), "updated_at": pd.Timestamp.now(tz="UTC")}
 
