@@ -1,6 +1,6 @@
-"""The Optuna side of a study, through Optuna's public API: samplers, opening a study, trials
-owned by the worker that asked them, the count --trials budgets, constraints, and the
-reconciliation of trials a killed worker left RUNNING.
+"""The Optuna side of a study, through Optuna's public API (one exception: `ask_owned`):
+samplers, opening a study, trials owned by the worker that asked them, the count --trials
+budgets, constraints, and the reconciliation of trials a killed worker left RUNNING.
 """
 
 from __future__ import annotations
@@ -108,11 +108,18 @@ def owner_dead(owner: str | None) -> bool:
 
 
 def ask_owned(study: optuna.Study, distributions: dict, owner: str) -> optuna.Trial:
-    """A new trial stamped with its owner before anything is sampled. Callers hold signals
-    (workers.signals_deferred), so only a hard kill between the two storage writes leaves a
-    RUNNING trial without an owner; `reconcile` fails those once ORPHAN_GRACE_S old."""
-    trial = study.ask()
-    trial.set_user_attr("worker", owner)
+    """A new RUNNING trial created WITH its owner in one storage write, then sampled.
+
+    `study.ask()` creates the trial first and runs the sampler (multivariate TPE: tens of ms)
+    before an owner can be set: a SIGKILL in that window left a RUNNING trial nobody could
+    attribute, counted against --trials until ORPHAN_GRACE_S passed (the durability test caught
+    it). So the trial is created from a template through the study's storage, the one place this
+    module goes below Optuna's public API."""
+    template = optuna.trial.FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.now(UTC),
+        datetime_complete=None, params={}, distributions={}, user_attrs={"worker": owner},
+        system_attrs={}, intermediate_values={}, trial_id=-1)
+    trial = optuna.Trial(study, study._storage.create_new_trial(study._study_id, template))
     for name, d in distributions.items():
         if isinstance(d, IntDistribution):
             trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
