@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from _kernel_helpers import signal
 from _strategy_markets import HL
 
 from harness.market import Market
@@ -65,13 +66,8 @@ def ema_cross(m: Market, seed: int, fast: int = 8, slow: int = 21, stop_atr=(0.5
             for u in range(t, min(t + 1 + int(rng.integers(0, repeat + 1)), m.n_bars)):
                 if not (m.listed[u, c] and a[u, c] > 0) or sig.direction[u, c] != 0:
                     continue
-                sig.direction[u, c] = side
-                sig.stop[u, c] = stop
-                sig.target[u, c] = target
-                sig.hold[u, c] = hold
-                sig.trail[u, c] = trail
-                sig.setup[u, c] = key
-                sig.score[u, c] = rng.normal()
+                signal(sig, u, side, stop, coin=c, target=target, score=rng.normal(), setup=key,
+                       hold=hold, trail=trail)
     back = ((m.close < s) & (np.roll(m.close, 1, 0) >= np.roll(s, 1, 0))) | (
         (m.close > s) & (np.roll(m.close, 1, 0) <= np.roll(s, 1, 0)))
     sig.exit[:] = back & (rng.random(back.shape) < 0.3) & (sig.direction == 0) & m.listed
